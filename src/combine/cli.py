@@ -1,0 +1,70 @@
+"""The ``combine`` command line: one entry point, one module per subcommand.
+
+Exit status: 0 on success; 2 for bad input or usage, with one line on stderr naming the file
+and the problem (a traceback only with ``--debug``); 1 for an internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import __version__
+from .errors import InputError
+from .progress import set_quiet
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse that reports usage errors as a single line and exit status 2."""
+
+    def error(self, message):  # noqa: D401 - argparse API
+        sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .commands import COMMANDS
+
+    parser = _OneLineParser(
+        prog="combine",
+        description="CoMBInE: fill masked regions of CMB maps (μK) with a partial-convolution UNet.",
+    )
+    parser.add_argument("--version", action="version", version=f"combine {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--quiet", action="store_true", help="no progress bars")
+    common.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_OneLineParser)
+    sub.required = True
+    for module in COMMANDS:
+        module.register(sub, common)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    set_quiet(getattr(args, "quiet", False))
+    debug = getattr(args, "debug", False)
+    try:
+        status = args.run(args)
+        return 0 if status is None else int(status)
+    except InputError as exc:
+        if debug:
+            raise
+        sys.stderr.write(f"combine {args.command}: error: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write(f"combine {args.command}: interrupted\n")
+        return 130
+    except Exception as exc:  # internal error: one line unless --debug
+        if debug:
+            raise
+        sys.stderr.write(
+            f"combine {args.command}: internal error: {type(exc).__name__}: {exc} "
+            "(rerun with --debug for a traceback)\n"
+        )
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
