@@ -1,0 +1,291 @@
+"""The partial-convolution UNet of Liu et al. (2018) and the original CoMBInE, in μK.
+
+Architecture (``L`` levels, encoder kernels ``k_i`` and channels ``c_i``):
+
+* input normalisation inside the model: ``x_net = (x_uK - offset_uK) / scale_uK`` on valid
+  pixels (holes set to 0, whatever they held: NaN and inf included);
+* encoder level ``i``: stride-2 partial conv (``k_i``, ``c_i``), batch norm (not on level 0),
+  ReLU;
+* decoder level ``i`` (from the bottom up): nearest-neighbour ×2 upsampling of features and
+  mask, concatenation with the encoder features and mask of the level above, 3×3 partial conv,
+  batch norm, LeakyReLU(0.2); the last level concatenates the (normalised) input image and its
+  mask and has neither batch norm nor activation;
+* linear output in μK: ``y_uK = y_net * scale_uK + offset_uK``. The network predicts the whole
+  image; callers composite (keep valid pixels, take the prediction in the holes).
+
+Optional full-resolution stem (``stem_channels = K > 0``): a stride-1 ``stem_kernel`` partial
+conv with ``K`` channels and ReLU at full resolution, whose output joins the input image as an
+extra skip of the last decoder level. Without it, hole pixels at full resolution only see
+features nearest-upsampled from half resolution (2×2 blocks) plus the raw input; with it they
+also get full-resolution features (which matters for holes of a few pixels). ``stem_channels=0``
+is exactly the original architecture.
+
+Presets (``PRESETS``):
+
+* ``t128``: 7 levels, kernels 7,5,3,3,3,3,3, channels 32,64,128,128,128,128,128
+  (the original CoMBInE ``PConv_Unet_model_100.py``), 128×128 patches;
+* ``t128-fr``: ``t128`` with a 32-channel 5×5 full-resolution stem;
+* ``t512``: 8 levels, kernels 7,5,5,3,3,3,3,3, channels 64,128,256,512×5 (the paper and
+  ``PConv_Unet_model.py``), 512×512 images.
+
+Masks travel one channel wide (see :mod:`combine.nn.partial_conv`): each tensor is masked once
+(at low resolution before upsampling) and reused.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import InputError
+from .partial_conv import PartialConv2d, mask_features
+
+PRESETS: dict[str, dict] = {
+    "t128": dict(levels=7, kernels=[7, 5, 3, 3, 3, 3, 3], channels=[32, 64, 128, 128, 128, 128, 128],
+                 stem_channels=0),
+    "t128-fr": dict(levels=7, kernels=[7, 5, 3, 3, 3, 3, 3], channels=[32, 64, 128, 128, 128, 128, 128],
+                    stem_channels=32),
+    "t512": dict(levels=8, kernels=[7, 5, 5, 3, 3, 3, 3, 3],
+                 channels=[64, 128, 256, 512, 512, 512, 512, 512], stem_channels=0),
+}
+
+LEAKY_SLOPE = 0.2
+
+
+def _fit_list(values, levels, name):
+    """Truncate or extend (repeating the last entry) a per-level list to ``levels`` entries."""
+    values = [int(v) for v in values]
+    if len(values) >= levels:
+        return values[:levels]
+    return values + [values[-1]] * (levels - len(values))
+
+
+class _Level(nn.Module):
+    """One partial conv, optionally followed by batch norm."""
+
+    def __init__(self, in_ch, out_ch, kernel_size, stride, bn: bool, multi_channel_mask=False):
+        super().__init__()
+        self.conv = PartialConv2d(in_ch, out_ch, kernel_size, stride=stride, padding="same",
+                                  multi_channel_mask=multi_channel_mask)
+        self.bn = nn.BatchNorm2d(out_ch) if bn else None
+
+
+class PConvUNet(nn.Module):
+    """Partial-convolution UNet predicting temperature maps in μK.
+
+    Parameters
+    ----------
+    preset : str
+        ``"t128"``, ``"t128-fr"`` or ``"t512"`` (see module docstring); explicit arguments
+        override it.
+    in_channels : int
+        Map channels (1 for T, 3 for T/Q/U).
+    levels : int, optional
+        Number of encoder (= decoder) levels; given alone, the preset's kernel and channel
+        lists are truncated or extended by repeating their last entry.
+    kernels, channels : list of int, optional
+        Encoder kernel sizes and channel counts per level.
+    input_scale_uk, input_offset_uk : float
+        Network units: ``x_net = (x_uK - offset) / scale``; output ``y_net * scale + offset``.
+    stem_channels : int
+        Channels of the optional full-resolution stem (0 = none, the original architecture).
+    stem_kernel : int
+        Kernel of the stem partial conv.
+    decoder_kernel : int
+        Kernel of the decoder partial convs (3 in the paper).
+
+    Examples
+    --------
+    >>> net = PConvUNet("t128")
+    >>> x = torch.randn(2, 1, 128, 128) * 100; m = torch.ones(2, 1, 128, 128); m[..., 60:68, 60:68] = 0
+    >>> net(x, m).shape
+    torch.Size([2, 1, 128, 128])
+    """
+
+    def __init__(self, preset: str = "t128", in_channels: int = 1, *, levels=None, kernels=None,
+                 channels=None, input_scale_uk: float = 100.0, input_offset_uk: float = 0.0,
+                 stem_channels=None, stem_kernel: int = 5, decoder_kernel: int = 3):
+        super().__init__()
+        if preset not in PRESETS:
+            raise InputError(f"preset: unknown UNet preset {preset!r} (known: {', '.join(PRESETS)})")
+        base = PRESETS[preset]
+        levels = int(base["levels"] if levels is None else levels)
+        if levels < 1:
+            raise InputError(f"levels: must be >= 1, got {levels}")
+        kernels = _fit_list(base["kernels"] if kernels is None else kernels, levels, "kernels")
+        channels = _fit_list(base["channels"] if channels is None else channels, levels, "channels")
+        stem_channels = int(base["stem_channels"] if stem_channels is None else stem_channels)
+        if not (input_scale_uk > 0):
+            raise InputError(f"input_scale_uk: must be > 0, got {input_scale_uk}")
+        if in_channels < 1 or stem_channels < 0 or min(channels) < 1:
+            raise InputError("in_channels/channels/stem_channels: must be positive")
+        self.preset = preset
+        self.in_channels = int(in_channels)
+        self.levels, self.kernels, self.channels = levels, kernels, channels
+        self.input_scale_uk, self.input_offset_uk = float(input_scale_uk), float(input_offset_uk)
+        self.stem_channels, self.stem_kernel = stem_channels, int(stem_kernel)
+        self.decoder_kernel = int(decoder_kernel)
+        self._encoder_bn_frozen = False
+
+        c_in = self.in_channels
+        self.stem = (PartialConv2d(c_in, stem_channels, self.stem_kernel, multi_channel_mask=True)
+                     if stem_channels > 0 else None)
+        enc, prev = [], c_in
+        for i, (k, c) in enumerate(zip(kernels, channels)):
+            enc.append(_Level(prev, c, k, 2, bn=i > 0, multi_channel_mask=(i == 0)))
+            prev = c
+        self.encoder = nn.ModuleList(enc)
+        # decoder[i] goes from level i (resolution H / 2**(i+1)) up to resolution H / 2**i.
+        dec = []
+        for i in range(levels):
+            up_ch = channels[i]
+            if i > 0:
+                dec.append(_Level(up_ch + channels[i - 1], channels[i - 1], self.decoder_kernel, 1, bn=True))
+            else:
+                dec.append(_Level(up_ch + c_in + stem_channels, c_in, self.decoder_kernel, 1, bn=False,
+                                  multi_channel_mask=True))
+        self.decoder = nn.ModuleList(dec)
+
+    # ------------------------------------------------------------------ configuration
+    @property
+    def input_size_multiple(self) -> int:
+        """Input height and width must be multiples of this (``2**levels``)."""
+        return 2 ** self.levels
+
+    def config(self) -> dict:
+        """JSON-able architecture; ``PConvUNet(**config())`` rebuilds the same network."""
+        return {
+            "preset": self.preset,
+            "in_channels": self.in_channels,
+            "levels": self.levels,
+            "kernels": list(self.kernels),
+            "channels": list(self.channels),
+            "input_scale_uk": self.input_scale_uk,
+            "input_offset_uk": self.input_offset_uk,
+            "stem_channels": self.stem_channels,
+            "stem_kernel": self.stem_kernel,
+            "decoder_kernel": self.decoder_kernel,
+        }
+
+    def freeze_encoder_bn(self, frozen: bool = True) -> "PConvUNet":
+        """Fix the encoder batch-norm running statistics (the paper's fine-tuning stage).
+
+        The encoder BN layers stay in eval mode (normalising with their running mean and
+        variance, not updating them) even after ``model.train()``; their affine weights still
+        train. The decoder BN layers are unaffected.
+        """
+        self._encoder_bn_frozen = bool(frozen)
+        return self.train(self.training)
+
+    @property
+    def encoder_bn_frozen(self) -> bool:
+        return self._encoder_bn_frozen
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self._encoder_bn_frozen:
+            for level in self.encoder:
+                if level.bn is not None:
+                    level.bn.eval()
+        return self
+
+    # ------------------------------------------------------------------ forward
+    def _check_inputs(self, x, mask):
+        if not torch.is_tensor(x) or x.dim() != 4 or x.shape[1] != self.in_channels:
+            shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
+            raise InputError(f"x: expected a tensor of shape (N, {self.in_channels}, H, W), got {shape}")
+        h, w = x.shape[-2:]
+        mult = self.input_size_multiple
+        if h % mult or w % mult:
+            raise InputError(f"x: size {h}x{w} is not divisible by 2**levels = {mult} "
+                             f"(pad or crop to a multiple of {mult})")
+        if not torch.is_tensor(mask):
+            mask = torch.as_tensor(mask)
+        if mask.dim() == 3:
+            mask = mask.unsqueeze(1)
+        if mask.dim() != 4 or mask.shape[0] != x.shape[0] or mask.shape[-2:] != x.shape[-2:] \
+                or mask.shape[1] not in (1, self.in_channels):
+            raise InputError(f"mask: shape {tuple(mask.shape)} does not match x {tuple(x.shape)} "
+                             f"(expected (N, 1, H, W), (N, {self.in_channels}, H, W) or (N, H, W))")
+        mask = mask.to(device=x.device, dtype=x.dtype)
+        with torch.no_grad():
+            if not bool(((mask == 0) | (mask == 1)).all()):
+                raise InputError("mask: not binary (values other than 0 and 1)")
+            has_valid = mask.flatten(2).amax(dim=2) > 0
+            if not bool(has_valid.all()):
+                n, c = (~has_valid).nonzero()[0].tolist()
+                raise InputError(f"mask: no valid (=1) pixel in sample {n}, channel {c}")
+        return mask
+
+    def forward(self, x_uk: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Predict the full map in μK.
+
+        Parameters
+        ----------
+        x_uk : Tensor (N, C, H, W)
+            Maps in μK; hole values are ignored (may be anything, NaN included).
+        mask : Tensor (N, 1, H, W), (N, C, H, W) or (N, H, W)
+            1 = valid, 0 = hole; every sample (and channel) needs at least one valid pixel.
+
+        Returns
+        -------
+        Tensor (N, C, H, W): prediction in μK at every pixel (composite it yourself).
+        """
+        mask = self._check_inputs(x_uk, mask)
+        with torch.no_grad():
+            valid = mask > 0
+        x0 = torch.where(valid, (x_uk - self.input_offset_uk) / self.input_scale_uk, x_uk.new_zeros(()))
+        m0 = mask
+
+        stem = stem_mask = None
+        if self.stem is not None:
+            stem, stem_mask = self.stem.forward_masked(x0, [m0], [self.in_channels])
+            stem = F.relu(stem, inplace=True)  # 0 under its holes already (pconv gives 0, relu(0) = 0)
+
+        feats, masks = [], []
+        h, m = x0, m0
+        for level in self.encoder:
+            h, m = level.conv.forward_masked(h, [m], [h.shape[1]])
+            if level.bn is not None:
+                h = F.relu(level.bn(h), inplace=True)
+                h = mask_features(h, m)  # BN moved hole values off 0: mask once, reuse twice
+            else:
+                h = F.relu(h, inplace=True)
+            feats.append(h)
+            masks.append(m)
+
+        h, m = feats[-1], masks[-1]
+        for i in range(self.levels - 1, -1, -1):
+            level = self.decoder[i]
+            up = F.interpolate(h, scale_factor=2, mode="nearest")
+            up_mask = F.interpolate(m, scale_factor=2, mode="nearest")
+            if i > 0:
+                parts = [(up, up_mask), (feats[i - 1], masks[i - 1])]
+            else:
+                parts = [(up, up_mask), (x0, m0)]
+                if stem is not None:
+                    parts.append((stem, stem_mask))
+            h, m = level.conv.forward_masked(torch.cat([p for p, _ in parts], dim=1),
+                                             [q for _, q in parts], [p.shape[1] for p, _ in parts])
+            if level.bn is not None:
+                h = F.leaky_relu(level.bn(h), LEAKY_SLOPE, inplace=True)
+                h = mask_features(h, m)  # masked at low resolution, before upsampling
+        return h * self.input_scale_uk + self.input_offset_uk
+
+    @torch.no_grad()
+    def encoder_masks(self, x_uk, mask) -> list:
+        """The mask after each encoder level (list of (N, 1, h, w)), for ``x_uk``'s shape."""
+        m = self._check_inputs(x_uk, mask)
+        masks = []
+        for level in self.encoder:
+            _, m, _ = level.conv.mask_update([m], [level.conv.in_ch])
+            masks.append(m)
+        return masks
+
+
+def build_unet(config: dict) -> PConvUNet:
+    """Rebuild a :class:`PConvUNet` from :meth:`PConvUNet.config` output (a copy is used)."""
+    return PConvUNet(**copy.deepcopy(config))
