@@ -144,10 +144,10 @@ def test_filter_bank_fixed_and_zero_mean():
     a, b = RandomFilterBank(), RandomFilterBank()
     assert torch.equal(a.filters, b.filters)
     assert not torch.equal(a.filters, RandomFilterBank(seed=1).filters)
-    torch.testing.assert_close(a.filters.sum(dim=(-1, -2)), torch.zeros(3, 32, 1), atol=1e-6, rtol=0)
+    torch.testing.assert_close(a.filters.sum(dim=(-1, -2)), torch.zeros(3, 16, 1), atol=1e-6, rtol=0)
     assert a.state_dict() == {} or len(a.state_dict()) == 0
     feats = a(torch.randn(2, 1, 16, 16))
-    assert [tuple(f.shape) for f in feats] == [(2, 32, 16, 16), (2, 32, 8, 8), (2, 32, 4, 4)]
+    assert [tuple(f.shape) for f in feats] == [(2, 16, 16, 16), (2, 16, 8, 8), (2, 16, 4, 4)]
     # a constant map gives zero features (zero-mean filters, away from the zero padding)
     const = a(torch.full((1, 1, 16, 16), 3.0))
     assert const[0][..., 2:-2, 2:-2].abs().max().item() < 1e-5

@@ -17,8 +17,10 @@ Optional full-resolution stem (``stem_channels = K > 0``): a stride-1 ``stem_ker
 conv with ``K`` channels and ReLU at full resolution, whose output joins the input image as an
 extra skip of the last decoder level. Without it, hole pixels at full resolution only see
 features nearest-upsampled from half resolution (2×2 blocks) plus the raw input; with it they
-also get full-resolution features (which matters for holes of a few pixels). ``stem_channels=0``
-is exactly the original architecture.
+also get full-resolution features (which matters for holes of a few pixels). The stem runs
+beside the encoder on the input (the encoder is unchanged): feeding the stride-2 7×7 encoder
+with K stem channels instead of the map would cost ~K times more in the first level.
+``stem_channels=0`` is exactly the original architecture.
 
 Presets (``PRESETS``):
 
@@ -27,6 +29,10 @@ Presets (``PRESETS``):
 * ``t128-fr``: ``t128`` with a 32-channel 5×5 full-resolution stem;
 * ``t512``: 8 levels, kernels 7,5,5,3,3,3,3,3, channels 64,128,256,512×5 (the paper and
   ``PConv_Unet_model.py``), 512×512 images.
+
+Parameter counts (one input channel): t128 2,038,474; t128-fr 2,039,594; t512 32,857,738.
+The last decoder partial conv outputs the map channels directly (NVIDIA's layout; PConv-Keras
+adds a 1×1 convolution with a sigmoid for RGB, not used here).
 
 Masks travel one channel wide (see :mod:`combine.nn.partial_conv`): each tensor is masked once
 (at low resolution before upsampling) and reused.
