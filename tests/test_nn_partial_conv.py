@@ -139,5 +139,7 @@ def test_bad_mask_shapes_raise():
         conv(torch.randn(1, 3, 8, 8), torch.ones(1, 3, 8, 8))
     with pytest.raises(InputError, match="does not match"):
         conv(torch.randn(1, 3, 8, 8), torch.ones(1, 1, 8, 7))
+    with pytest.raises(InputError, match="binary"):
+        conv(torch.randn(1, 3, 8, 8), torch.full((1, 1, 8, 8), 0.5))
     with pytest.raises(ValueError, match="odd"):
         PartialConv2d(1, 1, 4)

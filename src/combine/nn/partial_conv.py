@@ -145,6 +145,9 @@ class PartialConv2d(nn.Module):
         if mask.shape[1] != 1 and not (self.multi_channel_mask and mask.shape[1] == self.in_ch):
             want = f"1 or {self.in_ch}" if self.multi_channel_mask else "1 (set multi_channel_mask=True for per-channel masks)"
             raise InputError(f"mask: has {mask.shape[1]} channels, expected {want}")
+        with torch.no_grad():
+            if not bool(((mask == 0) | (mask == 1)).all()):
+                raise InputError("mask: not binary (values other than 0 and 1)")
         check_has_valid_pixel(mask)
         x_masked = mask_features(x, mask)
         return self.forward_masked(x_masked, [mask], [self.in_ch])
@@ -180,6 +183,8 @@ class PartialConv2d(nn.Module):
         combo = None
         for m, c in zip(masks, channels):
             mc = m.shape[1]
+            if mc not in (1, c):
+                raise ValueError(f"PartialConv2d: a mask group has {mc} channels for {c} feature channels")
             term = m if mc == 1 else m.sum(dim=1, keepdim=True)
             if mc != c:
                 term = term * (c / mc)
