@@ -28,7 +28,8 @@ class PlainUNet(nn.Module):
     def __init__(self, ref: PConvUNet):
         super().__init__()
         c_in = ref.in_channels
-        self.stem = (nn.Conv2d(c_in, ref.stem_channels, ref.stem_kernel, padding=ref.stem_kernel // 2)
+        # the PConv stem adds its mask as one more channel to the last decoder level
+        self.stem = (nn.Conv2d(c_in, ref.stem_channels + 1, ref.stem_kernel, padding=ref.stem_kernel // 2)
                      if ref.stem_channels else None)
         self.enc = nn.ModuleList()
         self.enc_bn = nn.ModuleList()
@@ -45,7 +46,8 @@ class PlainUNet(nn.Module):
                 self.dec.append(nn.Conv2d(ch[i] + ch[i - 1], ch[i - 1], 3, padding=1))
                 self.dec_bn.append(nn.BatchNorm2d(ch[i - 1]))
             else:
-                self.dec.append(nn.Conv2d(ch[0] + c_in + ref.stem_channels, c_in, 3, padding=1))
+                stem_in = ref.stem_channels + 1 if ref.stem_channels else 0
+                self.dec.append(nn.Conv2d(ch[0] + c_in + stem_in, c_in, 3, padding=1))
                 self.dec_bn.append(nn.Identity())
         self.levels = ref.levels
 

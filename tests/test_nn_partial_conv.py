@@ -80,6 +80,19 @@ def test_grouped_masks_equal_full_width_mask():
     torch.testing.assert_close(y_grp.double(), y_ref, atol=1e-5, rtol=1e-5)
 
 
+def test_always_valid_group_equals_all_ones_mask():
+    torch.manual_seed(3)
+    a, b = torch.randn(2, 4, 10, 10), torch.randn(2, 3, 10, 10)
+    ma = random_mask((2, 1, 10, 10), 4)
+    conv = PartialConv2d(7, 5, 3)
+    torch.nn.init.normal_(conv.bias)
+    xm = torch.cat([torch.where(ma > 0, a, 0.0), b], dim=1)
+    y_none, m_none = conv.forward_masked(xm, [ma, None], [4, 3])
+    y_ones, m_ones = conv.forward_masked(xm, [ma, torch.ones_like(ma)], [4, 3])
+    torch.testing.assert_close(y_none, y_ones, atol=1e-6, rtol=1e-6)
+    assert torch.equal(m_none, m_ones)
+
+
 def test_all_ones_mask_is_plain_conv():
     torch.manual_seed(1)
     x = torch.randn(2, 3, 10, 10)

@@ -11,7 +11,7 @@ from combine.nn import PRESETS, PConvUNet
 torch.set_num_threads(1)
 
 #: Parameter counts (weights + biases + BN affine), stated in the report.
-PARAM_COUNTS = {"t128": 2_038_474, "t128-fr": 2_039_594, "t512": 32_857_738}
+PARAM_COUNTS = {"t128": 2_038_474, "t128-fr": 2_039_603, "t512": 32_857_738}
 
 
 def expected_param_count(kernels, channels, in_ch=1, stem=0, stem_kernel=5, dec_k=3):
@@ -23,7 +23,7 @@ def expected_param_count(kernels, channels, in_ch=1, stem=0, stem_kernel=5, dec_
     for i in range(len(channels) - 1, 0, -1):
         cin, cout = channels[i] + channels[i - 1], channels[i - 1]
         n += dec_k * dec_k * cin * cout + cout + 2 * cout
-    n += dec_k * dec_k * (channels[0] + in_ch + stem) * in_ch + in_ch
+    n += dec_k * dec_k * (channels[0] + in_ch + (stem + 1 if stem else 0)) * in_ch + in_ch
     if stem:
         n += stem_kernel * stem_kernel * in_ch * stem + stem
     return n
@@ -182,3 +182,16 @@ def test_512_forward_batch1():
     with torch.no_grad():
         y = net(x, circle_mask(1, 512, 40))
     assert y.shape == (1, 1, 512, 512) and torch.isfinite(y).all()
+
+
+def test_stem_output_slice_starts_at_zero():
+    """The stem's slice of the output conv is zero at init: stem weights do not change the output."""
+    torch.manual_seed(9)
+    fr = PConvUNet("t128-fr", levels=4).eval()
+    assert fr.decoder[0].conv.weight[:, 33:].abs().max().item() == 0.0
+    x = torch.randn(1, 1, 32, 32) * 100
+    m = circle_mask(1, 32, 4)
+    with torch.no_grad():
+        y = fr(x, m)
+        fr.stem.weight.mul_(-3.0)
+        torch.testing.assert_close(fr(x, m), y)

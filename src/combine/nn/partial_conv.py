@@ -157,7 +157,8 @@ class PartialConv2d(nn.Module):
         """Partial convolution of an input that is already zero under its holes.
 
         ``x_masked`` is the channel concatenation of groups ``g`` with ``channels[g]``
-        channels each, group ``g`` masked by ``masks[g]`` (N, 1, H, W) or (N, channels[g], H, W).
+        channels each, group ``g`` masked by ``masks[g]`` (N, 1, H, W) or (N, channels[g], H, W),
+        or ``None`` for a group valid at every pixel (at least one group must have a mask).
         The caller guarantees ``x_masked == where(M > 0, X, 0)``; this lets the UNet mask each
         tensor once and reuse it (skip connection and next layer) and never widen a mask.
         """
@@ -180,8 +181,11 @@ class PartialConv2d(nn.Module):
         if sum(channels) != self.in_ch:
             raise ValueError(f"PartialConv2d: mask groups cover {sum(channels)} channels, layer has {self.in_ch}")
         # sum(M) = box_k( sum_g (C_g / C_mask_g) * sum_c m_{g,c} ): one 1-channel conv.
-        combo = None
+        combo, always_valid = None, 0
         for m, c in zip(masks, channels):
+            if m is None:  # a group valid everywhere (only zero padding counts as hole)
+                always_valid += c
+                continue
             mc = m.shape[1]
             if mc not in (1, c):
                 raise ValueError(f"PartialConv2d: a mask group has {mc} channels for {c} feature channels")
@@ -189,6 +193,8 @@ class PartialConv2d(nn.Module):
             if mc != c:
                 term = term * (c / mc)
             combo = term if combo is None else combo + term
+        if always_valid:
+            combo = combo + always_valid
         sum_m = F.conv2d(combo, self.ones_kernel, stride=self.stride, padding=self.padding)
         new_mask = (sum_m > 0.5).to(sum_m.dtype)  # sums are exact small integers
         scale = (self.sum1 / sum_m.clamp_min(1.0)) * new_mask  # sum(1)/sum(M), 0 on empty windows

@@ -15,7 +15,8 @@ Architecture (``L`` levels, encoder kernels ``k_i`` and channels ``c_i``):
 
 Optional full-resolution stem (``stem_channels = K > 0``): a stride-1 ``stem_kernel`` partial
 conv with ``K`` channels and ReLU at full resolution, whose output joins the input image as an
-extra skip of the last decoder level. Without it, hole pixels at full resolution only see
+extra skip of the last decoder level (with its mask as one more channel, and counted as valid
+everywhere by the last partial conv's renormalisation, see ``forward``). Without it, hole pixels at full resolution only see
 features nearest-upsampled from half resolution (2×2 blocks) plus the raw input; with it they
 also get full-resolution features (which matters for holes of a few pixels). The stem runs
 beside the encoder on the input (the encoder is unchanged): feeding the stride-2 7×7 encoder
@@ -30,7 +31,7 @@ Presets (``PRESETS``):
 * ``t512``: 8 levels, kernels 7,5,5,3,3,3,3,3, channels 64,128,256,512×5 (the paper and
   ``PConv_Unet_model.py``), 512×512 images.
 
-Parameter counts (one input channel): t128 2,038,474; t128-fr 2,039,594; t512 32,857,738.
+Parameter counts (one input channel): t128 2,038,474; t128-fr 2,039,603; t512 32,857,738.
 The last decoder partial conv outputs the map channels directly (NVIDIA's layout; PConv-Keras
 adds a 1×1 convolution with a sigmoid for RGB, not used here).
 
@@ -151,9 +152,16 @@ class PConvUNet(nn.Module):
             if i > 0:
                 dec.append(_Level(up_ch + channels[i - 1], channels[i - 1], self.decoder_kernel, 1, bn=True))
             else:
-                dec.append(_Level(up_ch + c_in + stem_channels, c_in, self.decoder_kernel, 1, bn=False,
+                stem_in = stem_channels + 1 if stem_channels else 0  # stem features + stem mask
+                dec.append(_Level(up_ch + c_in + stem_in, c_in, self.decoder_kernel, 1, bn=False,
                                   multi_channel_mask=True))
         self.decoder = nn.ModuleList(dec)
+        if stem_channels:
+            # The stem's slice of the output conv starts at zero: at init t128-fr computes what
+            # t128 does and learns to use the full-resolution features (their renormalised
+            # values at hole edges are large and would otherwise go straight to the output).
+            with torch.no_grad():
+                self.decoder[0].conv.weight[:, up_ch + c_in:].zero_()
 
     # ------------------------------------------------------------------ configuration
     @property
@@ -273,7 +281,11 @@ class PConvUNet(nn.Module):
             else:
                 parts = [(up, up_mask), (x0, m0)]
                 if stem is not None:
-                    parts.append((stem, stem_mask))
+                    # Stem features enter as always valid (0 inside their holes, with their mask
+                    # as an extra channel): counting them as holes would make sum(1)/sum(M)
+                    # jump by (C + K + 33)/33 ≈ 2 across the stem's hole edge, right at the
+                    # output, which has no batch norm to absorb it.
+                    parts.append((torch.cat([stem, stem_mask], dim=1), None))
             h, m = level.conv.forward_masked(torch.cat([p for p, _ in parts], dim=1),
                                              [q for _, q in parts], [p.shape[1] for p, _ in parts])
             if level.bn is not None:
