@@ -161,7 +161,7 @@ class PConvUNet(nn.Module):
             # t128 does and learns to use the full-resolution features (their renormalised
             # values at hole edges are large and would otherwise go straight to the output).
             with torch.no_grad():
-                self.decoder[0].conv.weight[:, up_ch + c_in:].zero_()
+                self.decoder[0].conv.weight[:, channels[0] + c_in:].zero_()
 
     # ------------------------------------------------------------------ configuration
     @property
