@@ -1,0 +1,268 @@
+"""Theory spectra: lensed CMB TT from CAMB (cached on disk), beam and pixel windows.
+
+All spectra are raw :math:`C_\\ell` (not :math:`D_\\ell = \\ell(\\ell+1)C_\\ell/2\\pi`) in μK²,
+indexed by :math:`\\ell = 0 \\ldots \\ell_{max}`, with :math:`C_0 = C_1 = 0`.
+
+CAMB takes several seconds per call, so every spectrum is cached as ``.npy`` under
+``$COMBINE_CACHE_DIR`` (default ``~/.cache/combine``) in ``spectra/<sha256>.npy``, the hash
+covering every parameter and the CAMB version. HEALPix pixel windows (which healpy would
+download) are computed here and cached the same way under ``pixwin/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..atomic import atomic_path
+from ..errors import InputError
+from .defaults import PLANCK18_COSMOLOGY
+
+#: CAMB lensing accuracy used for every spectrum (part of the cache key).
+LENS_POTENTIAL_ACCURACY = 1
+
+ARCMIN_RAD = math.pi / (180.0 * 60.0)
+
+
+def cache_dir() -> Path:
+    """Root of the on-disk cache: ``$COMBINE_CACHE_DIR`` or ``~/.cache/combine``."""
+    root = os.environ.get("COMBINE_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "combine")
+    return Path(root)
+
+
+def _load_or_compute(subdir: str, key: dict, compute):
+    """Return the cached array for ``key`` or compute, store (atomically) and return it."""
+    text = json.dumps(key, sort_keys=True)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:32]
+    path = cache_dir() / subdir / f"{digest}.npy"
+    if path.exists():
+        try:
+            return np.load(path, allow_pickle=False)
+        except (OSError, ValueError):
+            pass  # corrupt cache entry: recompute and overwrite
+    arr = compute()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            np.save(tmp, arr, allow_pickle=False)
+    except (OSError, InputError):
+        pass  # an unwritable cache only costs time
+    return arr
+
+
+def validate_ns(ns, source: str = "ns") -> float:
+    """Return ``ns`` as a positive finite float, or raise :class:`InputError`.
+
+    Any positive value is allowed; :data:`combine.sky.defaults.NS_CLASSES` are the named classes.
+    """
+    try:
+        value = float(ns)
+    except (TypeError, ValueError):
+        raise InputError(f"{source}: spectral index must be a number, got {ns!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise InputError(f"{source}: spectral index must be a positive number, got {ns!r}")
+    return value
+
+
+def resolve_cosmology(cosmology=None, ns=None) -> dict:
+    """The CAMB parameters actually used: Planck 2018, updated by ``cosmology``, then ``ns``."""
+    params = dict(PLANCK18_COSMOLOGY)
+    if cosmology is not None:
+        if not isinstance(cosmology, dict):
+            raise InputError(f"cosmology: expected a dict of CAMB parameters, got {type(cosmology).__name__}")
+        params.update(cosmology)
+    if ns is not None:
+        params["ns"] = validate_ns(ns)
+    else:
+        params["ns"] = validate_ns(params["ns"], "cosmology.ns")
+    for name, value in params.items():
+        if not isinstance(value, (int, float)) or not math.isfinite(float(value)):
+            raise InputError(f"cosmology.{name}: must be a finite number, got {value!r}")
+        params[name] = float(value)
+    return params
+
+
+def _check_lmax(lmax) -> int:
+    if int(lmax) != lmax or int(lmax) < 2:
+        raise InputError(f"lmax: must be an integer >= 2, got {lmax!r}")
+    return int(lmax)
+
+
+def _camb_lensed_tt(params: dict, lmax: int) -> np.ndarray:
+    import camb
+
+    try:
+        pars = camb.set_params(**params, lmax=lmax, lens_potential_accuracy=LENS_POTENTIAL_ACCURACY)
+    except Exception as exc:  # CAMB rejects unknown or unphysical parameters
+        raise InputError(f"cosmology: CAMB rejected the parameters ({exc})") from None
+    results = camb.get_results(pars)
+    powers = results.get_cmb_power_spectra(pars, CMB_unit="muK", raw_cl=True, lmax=lmax)
+    cl = np.array(powers["lensed_scalar"][: lmax + 1, 0], dtype=np.float64)
+    cl[:2] = 0.0
+    return cl
+
+
+def lensed_tt_cl_uk2(ns=None, lmax: int = 6500, cosmology=None) -> np.ndarray:
+    """Lensed CMB temperature power spectrum :math:`C_\\ell^{TT}` in μK² from CAMB.
+
+    Parameters
+    ----------
+    ns : float, optional
+        Scalar spectral index; overrides ``cosmology["ns"]`` (default Planck 2018, 0.9649).
+        Any positive value; the original CoMBInE classes are ``NS_CLASSES``.
+    lmax : int
+        Largest multipole returned.
+    cosmology : dict, optional
+        CAMB ``set_params`` parameters updating :data:`PLANCK18_COSMOLOGY`.
+
+    Returns
+    -------
+    ndarray, shape (lmax + 1,), float64
+        Raw :math:`C_\\ell` (μK², CMB thermodynamic units, ``T_CMB`` from CAMB), lensed with
+        ``lens_potential_accuracy=1``; :math:`C_0 = C_1 = 0`. Cached on disk (module docstring).
+    """
+    import camb
+
+    lmax = _check_lmax(lmax)
+    params = resolve_cosmology(cosmology, ns)
+    key = {
+        "what": "lensed_scalar TT raw_cl muK",
+        "params": params,
+        "lmax": lmax,
+        "lens_potential_accuracy": LENS_POTENTIAL_ACCURACY,
+        "camb": camb.__version__,
+    }
+    return _load_or_compute("spectra", key, lambda: _camb_lensed_tt(params, lmax))
+
+
+def gaussian_beam_bl(fwhm_arcmin: float, lmax: int) -> np.ndarray:
+    """Gaussian beam transfer function.
+
+    .. math:: B_\\ell = \\exp\\!\\left(-\\tfrac12 \\ell(\\ell+1)\\sigma^2\\right),
+              \\qquad \\sigma = \\mathrm{FWHM}/\\sqrt{8\\ln 2}
+
+    (``healpy.gauss_beam``). ``fwhm_arcmin = 0`` gives :math:`B_\\ell = 1`.
+    """
+    import healpy as hp
+
+    lmax = _check_lmax(lmax)
+    try:
+        fwhm = float(fwhm_arcmin)
+    except (TypeError, ValueError):
+        raise InputError(f"beam_fwhm_arcmin: must be a number, got {fwhm_arcmin!r}") from None
+    if not (math.isfinite(fwhm) and fwhm >= 0):
+        raise InputError(f"beam_fwhm_arcmin: must be >= 0, got {fwhm_arcmin!r}")
+    if fwhm == 0:
+        return np.ones(lmax + 1)
+    return np.asarray(hp.gauss_beam(fwhm * ARCMIN_RAD, lmax=lmax), dtype=np.float64)
+
+
+def legendre_table(lmax: int, x: np.ndarray) -> np.ndarray:
+    """:math:`P_\\ell(x)` for ``ℓ = 0..lmax`` by the upward recurrence, shape (lmax+1, len(x)).
+
+    .. math:: (\\ell+1) P_{\\ell+1} = (2\\ell+1) x P_\\ell - \\ell P_{\\ell-1}
+    """
+    x = np.asarray(x, dtype=np.float64)
+    out = np.empty((lmax + 1,) + x.shape)
+    out[0] = 1.0
+    if lmax >= 1:
+        out[1] = x
+    for ell in range(1, lmax):
+        out[ell + 1] = ((2 * ell + 1) * x * out[ell] - ell * out[ell - 1]) / (ell + 1)
+    return out
+
+
+#: Sub-pixel refinement (per side) of the pixel-window quadrature, and number of sampled pixels.
+_PIXWIN_SUBDIV = 16
+_PIXWIN_SAMPLE_PIXELS = 768
+_PIXWIN_BINS = 4096
+
+
+def _compute_pixwin(nside: int, lmax: int) -> np.ndarray:
+    import healpy as hp
+
+    npix = hp.nside2npix(nside)
+    sub = _PIXWIN_SUBDIV
+    n_sample = min(npix, _PIXWIN_SAMPLE_PIXELS)
+    # sample pixels evenly in RING index: covers every latitude (pixel shapes vary with it)
+    ring_pix = np.unique(np.linspace(0, npix - 1, n_sample).round().astype(np.int64))
+    nest_pix = hp.ring2nest(nside, ring_pix)
+    offsets = np.arange(sub * sub, dtype=np.int64)
+    max_chord = 4.0 * hp.nside2resol(nside)  # a pixel's diameter is < 2 resolutions
+    hist = np.zeros(_PIXWIN_BINS)
+    sum_cos = np.zeros(_PIXWIN_BINS)
+    for p in nest_pix:
+        vec = np.array(hp.pix2vec(nside * sub, p * sub * sub + offsets, nest=True))  # (3, n)
+        cos_gamma = (vec.T @ vec).ravel()
+        # bin by chord |x - y| = sqrt(2 - 2 cos γ), which keeps precision at tiny separations
+        chord = np.sqrt(np.maximum(2.0 - 2.0 * cos_gamma, 0.0))
+        idx = np.minimum((chord * (_PIXWIN_BINS / max_chord)).astype(np.int64), _PIXWIN_BINS - 1)
+        hist += np.bincount(idx, minlength=_PIXWIN_BINS)
+        sum_cos += np.bincount(idx, weights=cos_gamma, minlength=_PIXWIN_BINS)
+    used = hist > 0
+    mean_cos = sum_cos[used] / hist[used]
+    weights = hist[used] / hist.sum()
+    w2 = legendre_table(lmax, mean_cos) @ weights
+    return np.sqrt(np.clip(w2, 0.0, None))
+
+
+def healpix_pixel_window(nside: int, lmax: int) -> np.ndarray:
+    """HEALPix temperature pixel window :math:`w_\\ell` (computed here, no download).
+
+    The window of the pixel average, averaged over pixels (the HEALPix definition):
+
+    .. math::
+
+        w_\\ell^2 = \\frac{1}{N_{pix}} \\sum_p \\frac{4\\pi}{2\\ell+1} \\sum_m
+        \\Big|\\frac{1}{\\Omega_p}\\int_p Y_{\\ell m}\\,d\\Omega\\Big|^2
+        = \\Big\\langle \\frac{1}{\\Omega_p^2}\\int_p\\!\\int_p P_\\ell(\\cos\\gamma_{xy})\\,dx\\,dy \\Big\\rangle_p
+
+    by the addition theorem. The double integral is a midpoint rule over the
+    ``16 × 16`` NESTED sub-pixels (equal area) of up to 768 pixels spread evenly in RING index
+    (all latitudes); pair separations are binned finely by chord (4096 bins out to 4 pixel sizes) and
+    :math:`P_\\ell` is evaluated at each bin's mean :math:`\\cos\\gamma`. healpy's
+    ``pixwin`` would download the official tables, which these machines cannot do; this
+    agrees with a direct pixel-averaging measurement (see tests). Cached on disk.
+
+    Returns
+    -------
+    ndarray, shape (lmax + 1,), with :math:`w_0 = 1`.
+    """
+    import healpy as hp
+
+    lmax = _check_lmax(lmax)
+    if not hp.isnsideok(nside, nest=True):
+        raise InputError(f"nside: {nside!r} is not a power of 2 HEALPix Nside")
+    key = {
+        "what": "healpix pixel window T",
+        "nside": int(nside),
+        "lmax": lmax,
+        "subdiv": _PIXWIN_SUBDIV,
+        "sample": _PIXWIN_SAMPLE_PIXELS,
+        "bins": _PIXWIN_BINS,
+        "version": 2,
+    }
+    return _load_or_compute("pixwin", key, lambda: _compute_pixwin(int(nside), lmax))
+
+
+def beam_convolved_cl_uk2(cl_uk2: np.ndarray, beam_fwhm_arcmin: float) -> np.ndarray:
+    """:math:`C_\\ell B_\\ell^2` for a Gaussian beam (μK²)."""
+    cl = np.asarray(cl_uk2, dtype=np.float64)
+    return cl * gaussian_beam_bl(beam_fwhm_arcmin, cl.size - 1) ** 2
+
+
+__all__ = [
+    "lensed_tt_cl_uk2",
+    "gaussian_beam_bl",
+    "healpix_pixel_window",
+    "beam_convolved_cl_uk2",
+    "validate_ns",
+    "resolve_cosmology",
+    "legendre_table",
+    "cache_dir",
+]
