@@ -1,12 +1,307 @@
-"""``combine evaluate``: not yet implemented (placeholder owned by its issue)."""
+"""``combine evaluate``: a model and the classical baselines on the same masked patches.
+
+Writes REPORT_DIR/report.md (tables and figures) and REPORT_DIR/results.json (every number),
+atomically as one directory. See :mod:`combine.evaluate` for the metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from pathlib import Path
+
+import numpy as np
 
 from ..errors import InputError
+from ..sky.defaults import (BEAM_FWHM_ARCMIN, EVAL_NOISE_UK_ARCMIN, PATCH_SIZE, PIXEL_ARCMIN,
+                            PLANCK18_COSMOLOGY)
+
+DEFAULT_N_PATCHES = 48
+#: Patches used for masks that differ per patch (random, points): each costs its own Wiener
+#: factorisation.
+DEFAULT_N_RANDOM = 16
 
 
 def register(subparsers, common):
-    p = subparsers.add_parser("evaluate", parents=[common], help="(evaluate: not yet implemented)")
+    from ..evaluate import ALL_METHODS, DEFAULT_MASK_SPECS, RADIUS_SWEEP_PX
+
+    p = subparsers.add_parser(
+        "evaluate", parents=[common],
+        help="compare a model with the Wiener filter and classical fills; write a report",
+        description="Fill the same masked patches with a model and the baselines; write "
+                    "REPORT_DIR/report.md, its PNG figures and results.json.")
+    p.add_argument("--model", required=True, metavar="NAME|DIR|none",
+                   help="shipped model name, model directory, or 'none' (baselines only)")
+    p.add_argument("--data", required=True, metavar="FILE|DIR|simulate:N",
+                   help="dataset .h5, a directory holding test.h5, or simulate:N (N fresh planck18 patches)")
+    p.add_argument("--out", required=True, metavar="REPORT_DIR", help="report directory (replaced atomically)")
+    p.add_argument("--methods", default=None, metavar="LIST",
+                   help=f"comma-separated subset of {','.join(ALL_METHODS)} (default: all; nn only with a model)")
+    p.add_argument("--masks", default=None, metavar="LIST",
+                   help=f"comma-separated mask specs circle-rN, random, points (default {','.join(DEFAULT_MASK_SPECS)})")
+    p.add_argument("--radius-sweep", action="store_true",
+                   help="centred circles of radius " + ",".join(map(str, RADIUS_SWEEP_PX))
+                        + " px (the original CoMBInE's sweep) instead of the default masks")
+    p.add_argument("--n-patches", type=int, default=None, metavar="N",
+                   help=f"patches to evaluate (default {DEFAULT_N_PATCHES}, or N of simulate:N)")
+    p.add_argument("--n-random", type=int, default=DEFAULT_N_RANDOM, metavar="N",
+                   help=f"patches used for masks that differ per patch (default {DEFAULT_N_RANDOM}; "
+                        "each needs its own Wiener factorisation)")
+    p.add_argument("--noise", type=float, default=None, metavar="UK_ARCMIN",
+                   help="white noise: simulated level for simulate:N (default "
+                        f"{EVAL_NOISE_UK_ARCMIN:g}); for files, overrides the level the Wiener filter assumes")
+    p.add_argument("--size", type=int, default=PATCH_SIZE, help="patch side for simulate:N (default 128)")
+    p.add_argument("--ns", type=float, default=None, metavar="V",
+                   help="evaluate only the patches of spectral-index class V (needed when the data mixes classes)")
+    p.add_argument("--run", default=None, metavar="RUN_DIR",
+                   help="training run: also evaluate every checkpoint (metrics against epoch)")
+    p.add_argument("--epoch-patches", type=int, default=8, metavar="N",
+                   help="patches per checkpoint for --run (default 8)")
+    p.add_argument("--fullsky-map", default=None, metavar="FITS", help="full-sky HEALPix truth map (μK)")
+    p.add_argument("--fullsky-mask", default=None, metavar="FITS", help="full-sky HEALPix mask (1 valid, 0 hole)")
+    p.add_argument("--batch-size", type=int, default=16, help="model batch size (default 16)")
+    p.add_argument("--seed", type=int, default=0, help="seed of masks, simulations and GCR (default 0)")
     p.set_defaults(run=run)
 
 
+# --------------------------------------------------------------------------------------------
+
+def _split_list(text):
+    return [t.strip() for t in str(text).split(",") if t.strip()]
+
+
+def _cosmology_from_attrs(attrs, source):
+    cosmo = attrs.get("cosmology")
+    if cosmo is None:
+        return None
+    if isinstance(cosmo, bytes):
+        cosmo = cosmo.decode()
+    if isinstance(cosmo, str):
+        try:
+            cosmo = json.loads(cosmo)
+        except ValueError:
+            raise InputError(f"{source}: attribute 'cosmology' is not JSON") from None
+    if not isinstance(cosmo, dict):
+        raise InputError(f"{source}: attribute 'cosmology' is not a JSON object")
+    return cosmo
+
+
+def load_eval_data(spec: str, *, n_patches, size, noise_uk_arcmin, seed, ns=None):
+    """Resolve ``--data``: (maps (N,H,W) μK, sky dict, description).
+
+    ``sky`` holds ``pixel_arcmin, beam_fwhm_arcmin, noise_uk_arcmin, ns, cosmology``.
+    """
+    if spec.startswith("simulate:"):
+        try:
+            n = int(spec.split(":", 1)[1])
+        except ValueError:
+            raise InputError(f"--data: {spec!r}: expected simulate:N with an integer N") from None
+        if n < 1:
+            raise InputError(f"--data: {spec!r}: N must be at least 1")
+        if n_patches is not None:
+            n = min(n, n_patches)
+        noise = EVAL_NOISE_UK_ARCMIN if noise_uk_arcmin is None else float(noise_uk_arcmin)
+        from ..sky.flat import simulate_flat_patches
+
+        maps = simulate_flat_patches(n, size=size, pixel_arcmin=PIXEL_ARCMIN, beam_fwhm_arcmin=BEAM_FWHM_ARCMIN,
+                                     noise_uk_arcmin=noise, ns=ns, seed=seed)
+        sky = dict(pixel_arcmin=PIXEL_ARCMIN, beam_fwhm_arcmin=BEAM_FWHM_ARCMIN, noise_uk_arcmin=noise,
+                   ns=ns, cosmology=None)
+        return np.asarray(maps, dtype=np.float32), sky, f"{n} simulated planck18 patches ({size}², seed {seed})"
+
+    path = Path(spec)
+    if path.is_dir():
+        path = path / "test.h5"
+    if not path.is_file():
+        raise InputError(f"{path}: no such dataset file")
+    from ..data import read_dataset
+
+    maps, ns_arr, attrs = read_dataset(path)
+    maps = np.asarray(maps)
+    if maps.ndim == 4:
+        if maps.shape[1] != 1:
+            raise InputError(f"{path}: evaluation handles temperature maps only (C = 1), got {maps.shape[1]} channels")
+        maps = maps[:, 0]
+    ns_value = None
+    if ns_arr is not None:
+        ns_arr = np.asarray(ns_arr, dtype=np.float64)
+        classes = np.unique(ns_arr)
+        if ns is not None:
+            keep = np.isclose(ns_arr, ns)
+            if not keep.any():
+                raise InputError(f"{path}: no patch with ns = {ns:g} (classes: {', '.join(f'{c:g}' for c in classes)})")
+            maps = maps[keep]
+            ns_value = float(ns)
+        elif classes.size > 1:
+            raise InputError(f"{path}: patches mix spectral-index classes ({', '.join(f'{c:g}' for c in classes)}); "
+                             "choose one with --ns V (the Wiener filter needs one spectrum)")
+        else:
+            ns_value = float(classes[0])
+    elif ns is not None:
+        raise InputError(f"{path}: --ns given but the dataset has no ns labels")
+    n_total = len(maps)
+    n = DEFAULT_N_PATCHES if n_patches is None else n_patches
+    maps = maps[:n]
+    noise = float(attrs["noise_uk_arcmin"]) if noise_uk_arcmin is None else float(noise_uk_arcmin)
+    sky = dict(pixel_arcmin=float(attrs["pixel_arcmin"]), beam_fwhm_arcmin=float(attrs["beam_fwhm_arcmin"]),
+               noise_uk_arcmin=noise, ns=ns_value, cosmology=_cosmology_from_attrs(attrs, path))
+    return (np.asarray(maps, dtype=np.float32), sky,
+            f"{len(maps)} of {n_total} patches of {path}" + (f" (ns = {ns_value:g})" if ns_value else ""))
+
+
+def _cl_for(sky):
+    from ..sky.spectra import lensed_tt_cl_uk2
+
+    cosmo = sky.get("cosmology")
+    if cosmo is not None and dict(cosmo) == dict(PLANCK18_COSMOLOGY):
+        cosmo = None
+    ns = sky.get("ns")
+    if ns is not None and cosmo is None and np.isclose(ns, PLANCK18_COSMOLOGY["ns"]):
+        ns = None
+    return lensed_tt_cl_uk2(ns=ns, cosmology=cosmo)
+
+
+def resolve_model(name):
+    """``--model``: None for 'none', else :func:`combine.load_model`."""
+    if str(name).lower() == "none":
+        return None
+    from .. import load_model
+
+    return load_model(name)
+
+
+def resolve_methods_and_masks(args, has_model: bool):
+    from ..evaluate import ALL_METHODS, DEFAULT_MASK_SPECS, RADIUS_SWEEP_PX, parse_methods
+
+    if args.methods is None:
+        methods = tuple(m for m in ALL_METHODS if has_model or m != "nn")
+    else:
+        methods = parse_methods(_split_list(args.methods))
+        if "nn" in methods and not has_model:
+            raise InputError("--methods: method 'nn' needs a model (--model is 'none')")
+    if args.radius_sweep:
+        masks = [f"circle-r{r}" for r in RADIUS_SWEEP_PX]
+        if args.masks is not None:
+            masks += [m for m in _split_list(args.masks) if m not in masks]
+    elif args.masks is not None:
+        masks = _split_list(args.masks)
+        if not masks:
+            raise InputError("--masks: no mask specification given")
+    else:
+        masks = list(DEFAULT_MASK_SPECS)
+    return methods, tuple(masks)
+
+
+def _read_healpix(path, what):
+    from ..sky import healpix as hpmod
+
+    reader = getattr(hpmod, "read_healpix_map", None) or getattr(hpmod, "read_map", None)
+    if reader is not None:
+        return np.asarray(reader(path), dtype=np.float64)
+    import healpy as hp
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p}: no such {what} file")
+    try:
+        return np.asarray(hp.read_map(str(p)), dtype=np.float64)
+    except Exception as exc:  # healpy raises many types for bad files
+        raise InputError(f"{p}: cannot read HEALPix {what} ({type(exc).__name__}: {exc})") from None
+
+
+def fill_fullsky(model, sky_map, mask, *, seed=0, **sky):
+    """Fill a HEALPix map's holes with the model (combine.healpix_inpaint) or, without a model,
+    a diffusive fill on the sphere. Returns (filled map, method label)."""
+    from .. import healpix_inpaint as hpi
+
+    masked = np.where(mask > 0, sky_map, 0.0)
+    if model is not None:
+        return np.asarray(hpi.inpaint_healpix(model, masked, mask), dtype=np.float64), "nn"
+    fill = getattr(hpi, "diffusive_fill_healpix", None)
+    if fill is None:
+        raise InputError("--fullsky-map: a full-sky fill needs a model (--model is 'none')")
+    return np.asarray(fill(masked, mask), dtype=np.float64), "diffusive"
+
+
 def run(args):
-    raise InputError("evaluate: not implemented yet")
+    from .. import evaluate as ev_mod
+
+    t_start = time.perf_counter()
+    if (args.fullsky_map is None) != (args.fullsky_mask is None):
+        raise InputError("--fullsky-map/--fullsky-mask: give both or neither")
+    for name in ("n_patches", "n_random", "epoch_patches", "batch_size"):
+        v = getattr(args, name)
+        if v is not None and v < 1:
+            raise InputError(f"--{name.replace('_', '-')}: must be at least 1, got {v}")
+    if args.noise is not None and not args.noise >= 0:
+        raise InputError(f"--noise: must be >= 0, got {args.noise}")
+    if args.run is not None and not Path(args.run).is_dir():
+        raise InputError(f"{args.run}: no such training run directory")
+
+    model_early = str(args.model).lower() != "none"
+    methods, mask_specs = resolve_methods_and_masks(args, model_early)
+    maps, sky, data_desc = load_eval_data(args.data, n_patches=args.n_patches, size=args.size,
+                                          noise_uk_arcmin=args.noise, seed=args.seed, ns=args.ns)
+    size = maps.shape[-1]
+    for spec in mask_specs:
+        ev_mod.parse_mask_spec(spec, size=size)
+    model = resolve_model(args.model)
+    if model is not None:
+        ev_mod.check_model_fits(model, size, source=str(args.model))
+
+    need_cl = any(m in ("wiener", "gcr") for m in methods) or args.run is not None
+    cl_uk2 = _cl_for(sky) if need_cl else None
+    sky_kw = dict(pixel_arcmin=sky["pixel_arcmin"], beam_fwhm_arcmin=sky["beam_fwhm_arcmin"],
+                  noise_uk_arcmin=sky["noise_uk_arcmin"], cl_uk2=cl_uk2, seed=args.seed)
+    ev = ev_mod.run_evaluation(model, maps, methods=methods, mask_specs=mask_specs, n_random=args.n_random,
+                               batch_size=args.batch_size, progress=True, **sky_kw)
+
+    epoch_records = None
+    if args.run is not None:
+        epoch_records = ev_mod.evaluate_run(args.run, maps, mask_specs=mask_specs,
+                                            n_patches=args.epoch_patches, **sky_kw)
+
+    fullsky = None
+    fullsky_records = []
+    fullsky_method = "filled"
+    if args.fullsky_map is not None:
+        sky_map = _read_healpix(args.fullsky_map, "map")
+        hmask = _read_healpix(args.fullsky_mask, "mask")
+        if sky_map.shape != hmask.shape:
+            raise InputError(f"{args.fullsky_mask}: mask has {hmask.size} pixels, map has {sky_map.size}")
+        from ..validation import as_binary_mask
+
+        hmask = as_binary_mask(hmask, str(args.fullsky_mask)).astype(np.float64)
+        if not np.all(np.isfinite(sky_map)) or np.any(sky_map < -1e30):
+            raise InputError(f"{args.fullsky_map}: the truth map must be complete (no NaN/UNSEEN pixel)")
+        filled, fullsky_method = fill_fullsky(model, sky_map, hmask, seed=args.seed)
+        fullsky = ev_mod.fullsky_spectra(sky_map, hmask, filled)
+        fullsky_records = ev_mod.fullsky_records(fullsky, method=fullsky_method)
+
+    notes = []
+    command = _command_line(args, methods, mask_specs, len(maps))
+    ev_mod.write_report(args.out, ev, command=command, notes=notes, epoch_records=epoch_records,
+                        fullsky=fullsky, fullsky_method=fullsky_method, extra_records=fullsky_records,
+                        title=f"CoMBInE evaluation: model {args.model}, {data_desc}")
+    elapsed = time.perf_counter() - t_start
+    print(ev_mod.results_table(ev.records, list(ev.methods), list(ev.mask_specs)))
+    print(f"\nreport: {Path(args.out) / 'report.md'}  ({elapsed:.0f} s)")
+    return 0
+
+
+def _command_line(args, methods, mask_specs, n_patches):
+    parts = ["combine", "evaluate", "--model", str(args.model), "--data", str(args.data),
+             "--out", str(args.out), "--methods", ",".join(methods), "--masks", ",".join(mask_specs),
+             "--n-patches", str(n_patches), "--n-random", str(args.n_random), "--seed", str(args.seed)]
+    if args.noise is not None:
+        parts += ["--noise", f"{args.noise:g}"]
+    if args.data.startswith("simulate:"):
+        parts += ["--size", str(args.size)]
+    if args.ns is not None:
+        parts += ["--ns", f"{args.ns:g}"]
+    if args.run is not None:
+        parts += ["--run", str(args.run), "--epoch-patches", str(args.epoch_patches)]
+    if args.fullsky_map is not None:
+        parts += ["--fullsky-map", str(args.fullsky_map), "--fullsky-mask", str(args.fullsky_mask)]
+    return " ".join(shlex.quote(p) for p in parts)
