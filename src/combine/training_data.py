@@ -1,0 +1,399 @@
+"""Training samples: clean patches, a mask per sample, symmetries, and a reproducible order.
+
+Sample stream. Every training sample has a *global sample number* ``n`` (0, 1, 2, ... over the
+whole run: global step ``s`` of global batch ``B`` holds ``n = s·B ... s·B + B − 1``). Sample
+``n`` is a pure function of ``(seed, stage, stream, n)``:
+
+* its clean patch: for a dataset, pass ``p = n // N_patches`` visits the patches in the order of
+  a permutation seeded by ``(seed, stage, stream, p)``; for ``simulate:planck18``, patches are
+  simulated ``sim_chunk`` at a time (one FFT grid) with a generator seeded by
+  ``(seed, stage, stream, n // sim_chunk)``;
+* its mask (``combine.masks.MaskSampler`` over the configured mix) and its symmetry (one of
+  the 8 elements of the dihedral group of the square: ``k`` quarter turns, then an optional
+  left-right flip; exact symmetries of an isotropic sky) from a generator seeded by
+  ``(seed, stage, stream, n)``.
+
+So two runs with the same seed see the same samples, whatever the number of DataLoader workers
+or DDP ranks (rank ``r`` of ``R`` takes ``n = s·B + r·B/R ... s·B + (r+1)·B/R − 1``), and a
+resumed run sees exactly the samples of an uninterrupted one. Workers additionally seed the
+global numpy / ``random`` / torch generators from ``(seed, epoch, rank, worker)`` for any
+library code that draws from them (nothing here does).
+
+Network input: ``x = M ⊙ T + (1 − M) · hole_fill_uk`` (holes hold a constant, which the
+partial convolution ignores); target ``T``; mask ``M`` (1 = valid).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from .errors import InputError
+
+STREAM_TRAIN, STREAM_VAL = 0, 1
+_KIND_SAMPLE, _KIND_ORDER, _KIND_SIM = 0, 1, 2
+
+
+# ---------------------------------------------------------------------------- symmetries
+def apply_symmetry(a: np.ndarray, k: int) -> np.ndarray:
+    """Element ``k`` (0-7) of the dihedral group D4 acting on the last two axes of ``a``.
+
+    ``k % 4`` quarter turns (``np.rot90``), then a left-right flip if ``k >= 4``.
+    """
+    out = np.rot90(a, k % 4, axes=(-2, -1))
+    if k >= 4:
+        out = out[..., :, ::-1]
+    return np.ascontiguousarray(out)
+
+
+# ---------------------------------------------------------------------------- patch sources
+class ArrayPatches:
+    """Clean patches held in memory, (N, C, H, W) float32 μK (tests, small datasets)."""
+
+    def __init__(self, maps: np.ndarray, name: str = "maps", attrs: dict | None = None):
+        maps = np.asarray(maps, dtype=np.float32)
+        if maps.ndim == 3:
+            maps = maps[:, None]
+        if maps.ndim != 4 or maps.shape[0] < 1:
+            raise InputError(f"{name}: expected patches (N, H, W) or (N, C, H, W), got {maps.shape}")
+        if not np.isfinite(maps).all():
+            raise InputError(f"{name}: patches hold NaN or inf")
+        self.maps, self.name, self.attrs = maps, name, dict(attrs or {})
+
+    def __len__(self):
+        return self.maps.shape[0]
+
+    @property
+    def shape(self):
+        return self.maps.shape[1:]
+
+    def get(self, i: int) -> np.ndarray:
+        return self.maps[i]
+
+
+class H5Patches:
+    """Patches of a ``combine.data`` HDF5 dataset, read one at a time.
+
+    The header (layout and required attributes) is checked on construction; the file is
+    opened lazily in each process that reads (h5py handles do not survive ``fork``).
+    """
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.name = str(self.path)
+        self._file = None
+        self._pid = None
+        shape, attrs = read_h5_header(self.path)
+        self._shape, self.attrs = shape, attrs
+
+    def __len__(self):
+        return self._shape[0]
+
+    @property
+    def shape(self):
+        return self._shape[1:]
+
+    def _maps(self):
+        if self._file is None or self._pid != os.getpid():
+            import h5py
+
+            self._file = h5py.File(self.path, "r")
+            self._pid = os.getpid()
+        return self._file["maps"]
+
+    def get(self, i: int) -> np.ndarray:
+        patch = np.asarray(self._maps()[i], dtype=np.float32)
+        return patch[None] if patch.ndim == 2 else patch
+
+    def __getstate__(self):  # never pickle an open handle into a worker
+        state = dict(self.__dict__)
+        state["_file"] = None
+        return state
+
+
+def read_h5_header(path) -> tuple[tuple, dict]:
+    """Check a dataset file's layout and attributes without reading the maps.
+
+    Returns the shape of ``maps`` as (N, C, H, W) and the attributes (``cosmology`` decoded
+    from JSON). Raises :class:`InputError` naming the file for a missing file, a missing or
+    mis-shaped ``maps`` dataset, or a missing required attribute.
+    """
+    import json
+
+    import h5py
+
+    from .data import REQUIRED_ATTRS
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such dataset file")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise InputError(f"{path}: not a readable HDF5 file ({exc})") from None
+    with f:
+        if "maps" not in f or not isinstance(f["maps"], h5py.Dataset):
+            raise InputError(f"{path}: no 'maps' dataset (expected a combine dataset, see `combine simulate`)")
+        maps = f["maps"]
+        if maps.ndim not in (3, 4) or maps.shape[0] < 1:
+            raise InputError(f"{path}: 'maps' has shape {maps.shape}, expected (N, H, W) or (N, C, H, W)")
+        if not np.issubdtype(maps.dtype, np.floating):
+            raise InputError(f"{path}: 'maps' has dtype {maps.dtype}, expected float32 μK")
+        shape = maps.shape if maps.ndim == 4 else (maps.shape[0], 1) + maps.shape[1:]
+        missing = [a for a in REQUIRED_ATTRS if a not in f.attrs]
+        if missing:
+            raise InputError(f"{path}: missing dataset attribute(s) {', '.join(missing)}")
+        attrs = {}
+        for key, value in f.attrs.items():
+            if isinstance(value, bytes):
+                value = value.decode()
+            if isinstance(value, np.generic):
+                value = value.item()
+            attrs[key] = value
+    if isinstance(attrs.get("cosmology"), str):
+        try:
+            attrs["cosmology"] = json.loads(attrs["cosmology"])
+        except json.JSONDecodeError:
+            raise InputError(f"{path}: attribute 'cosmology' is not JSON text") from None
+    for key in ("pixel_arcmin", "beam_fwhm_arcmin", "noise_uk_arcmin"):
+        try:
+            attrs[key] = float(attrs[key])
+        except (TypeError, ValueError):
+            raise InputError(f"{path}: attribute {key!r} is not a number ({attrs[key]!r})") from None
+    if int(attrs["size"]) != shape[-1] or shape[-1] != shape[-2]:
+        raise InputError(f"{path}: attribute size={attrs['size']} but maps are {shape[-2]}x{shape[-1]}")
+    return tuple(int(s) for s in shape), attrs
+
+
+class SimulatedPatches:
+    """Unlimited fresh flat-sky patches (``simulate:planck18``), ``chunk`` per FFT grid.
+
+    Patch ``i`` is patch ``i % chunk`` of chunk ``i // chunk``, simulated by
+    ``combine.sky.flat.simulate_flat_patches(chunk, size, ...)`` with a generator seeded by
+    ``(*seed_key, i // chunk)``; the last chunk is cached, so consecutive indices cost one
+    simulation per chunk.
+    """
+
+    def __init__(self, size: int, *, seed_key, chunk: int = 8, noise_uk_arcmin: float = 0.0,
+                 ns: float | None = None, cl_uk2: np.ndarray | None = None,
+                 pixel_arcmin: float | None = None, beam_fwhm_arcmin: float | None = None):
+        from .sky import defaults
+
+        self.size, self.chunk = int(size), int(chunk)
+        self.seed_key = tuple(int(s) for s in seed_key)
+        self.noise_uk_arcmin, self.ns = float(noise_uk_arcmin), ns
+        self.pixel_arcmin = defaults.PIXEL_ARCMIN if pixel_arcmin is None else float(pixel_arcmin)
+        self.beam_fwhm_arcmin = defaults.BEAM_FWHM_ARCMIN if beam_fwhm_arcmin is None else float(beam_fwhm_arcmin)
+        if cl_uk2 is None:
+            from .sky.spectra import lensed_tt_cl_uk2
+
+            cl_uk2 = lensed_tt_cl_uk2(ns=ns)
+        self.cl_uk2 = np.asarray(cl_uk2, dtype=np.float64)
+        self.name = "simulate:planck18"
+        self.attrs = {"pixel_arcmin": self.pixel_arcmin, "beam_fwhm_arcmin": self.beam_fwhm_arcmin,
+                      "noise_uk_arcmin": self.noise_uk_arcmin, "size": self.size, "method": "flat",
+                      "ns": ns}
+        self._cache = (None, None)
+
+    def __len__(self):  # unlimited; a large number for samplers that ask
+        return 2 ** 62
+
+    @property
+    def shape(self):
+        return (1, self.size, self.size)
+
+    def _chunk(self, c: int) -> np.ndarray:
+        if self._cache[0] != c:
+            from .sky.flat import simulate_flat_patches
+
+            rng = np.random.default_rng([*self.seed_key, _KIND_SIM, c])
+            maps = simulate_flat_patches(self.chunk, self.size, pixel_arcmin=self.pixel_arcmin,
+                                         beam_fwhm_arcmin=self.beam_fwhm_arcmin,
+                                         noise_uk_arcmin=self.noise_uk_arcmin, cl_uk2=self.cl_uk2,
+                                         rng=rng)
+            self._cache = (c, np.asarray(maps, dtype=np.float32))
+        return self._cache[1]
+
+    def get(self, i: int) -> np.ndarray:
+        return self._chunk(i // self.chunk)[i % self.chunk][None]
+
+
+# ---------------------------------------------------------------------------- masks
+class _Masks:
+    """A mask per sample from ``MaskSampler(mix, size, rng)`` driven by the sample's generator."""
+
+    def __init__(self, mix: dict, size: int):
+        self.mix, self.size = dict(mix), int(size)
+        self._check()
+
+    def _check(self):
+        from .masks import MaskSampler
+
+        try:
+            MaskSampler(self.mix, self.size, np.random.default_rng(0))
+        except InputError as exc:
+            raise InputError(f"[data] mask_mix: {exc}") from None
+        except (ValueError, KeyError) as exc:
+            raise InputError(f"[data] mask_mix: {self.mix} rejected ({exc})") from None
+
+    def draw(self, rng: np.random.Generator) -> np.ndarray:
+        from .masks import MaskSampler
+
+        mask = np.asarray(MaskSampler(self.mix, self.size, rng).sample(), dtype=np.float32)
+        if mask.shape != (self.size, self.size):
+            raise RuntimeError(f"MaskSampler returned shape {mask.shape}, expected {(self.size,) * 2}")
+        if not (mask > 0).any():  # a mask must keep at least one valid pixel
+            mask = mask.copy()
+            mask[rng.integers(self.size), rng.integers(self.size)] = 1.0
+        return mask
+
+
+# ---------------------------------------------------------------------------- dataset
+class InpaintingSamples(Dataset):
+    """Map-style dataset: ``ds[n]`` is global sample ``n`` -> ``(x_in, mask, target)``.
+
+    ``x_in`` and ``target`` are (C, H, W) float32 μK, ``mask`` (1, H, W) float32 0/1.
+
+    Parameters
+    ----------
+    source : ArrayPatches | H5Patches | SimulatedPatches
+        Clean patches.
+    mask_mix : dict
+        ``MaskSampler`` mix, e.g. ``{"random": 0.5, "circle": 0.5}``.
+    seed_key : tuple of int
+        ``(seed, stage, stream)``.
+    augment : bool
+        Apply a random element of D4 (map and mask alike).
+    hole_fill_uk : float
+        Constant written into the holes of ``x_in``.
+    single_image : bool
+        Every sample uses patch 0 (stage 0: the warm start on one image).
+    """
+
+    def __init__(self, source, *, mask_mix: dict, seed_key, augment: bool = True,
+                 hole_fill_uk: float = 0.0, single_image: bool = False):
+        self.source = source
+        c, h, w = source.shape
+        if h != w:
+            raise InputError(f"{source.name}: patches must be square, got {h}x{w}")
+        self.masks = _Masks(mask_mix, h)
+        self.seed_key = tuple(int(s) for s in seed_key)
+        self.augment, self.hole_fill_uk = bool(augment), float(hole_fill_uk)
+        self.single_image = bool(single_image)
+        self._order = (None, None)
+
+    def __len__(self):
+        return len(self.source)
+
+    def patch_index(self, n: int) -> int:
+        """Patch of sample ``n``: 0 for ``single_image``, else pass ``n // N`` of a seeded permutation."""
+        if self.single_image:
+            return 0
+        if isinstance(self.source, SimulatedPatches):
+            return n
+        count = len(self.source)
+        p = n // count
+        if self._order[0] != p:
+            perm = np.random.default_rng([*self.seed_key, _KIND_ORDER, p]).permutation(count)
+            self._order = (p, perm)
+        return int(self._order[1][n % count])
+
+    def __getitem__(self, n: int):
+        n = int(n)
+        clean = self.source.get(self.patch_index(n))
+        rng = np.random.default_rng([*self.seed_key, _KIND_SAMPLE, n])
+        mask = self.masks.draw(rng)
+        if self.augment:
+            k = int(rng.integers(8))
+            clean, mask = apply_symmetry(clean, k), apply_symmetry(mask, k)
+        mask = mask[None]
+        x_in = np.where(mask > 0, clean, np.float32(self.hole_fill_uk)).astype(np.float32)
+        return torch.from_numpy(x_in), torch.from_numpy(np.ascontiguousarray(mask)), \
+            torch.from_numpy(np.ascontiguousarray(clean, dtype=np.float32))
+
+
+class StepBatches(Sampler):
+    """Batches of global sample numbers for one rank: steps ``start_step .. end_step − 1``.
+
+    Step ``s`` of global batch ``B`` on rank ``r`` of ``R`` holds
+    ``n = s·B + r·B/R + j``, ``j = 0 .. B/R − 1``.
+    """
+
+    def __init__(self, start_step: int, end_step: int, global_batch: int, rank: int = 0, world: int = 1):
+        if global_batch % world:
+            raise InputError(f"--batch-size: global batch {global_batch} is not divisible by "
+                             f"the {world} processes")
+        self.start, self.end = int(start_step), int(end_step)
+        self.global_batch, self.local_batch = int(global_batch), int(global_batch) // world
+        self.rank = int(rank)
+
+    def __len__(self):
+        return max(0, self.end - self.start)
+
+    def __iter__(self):
+        for s in range(self.start, self.end):
+            base = s * self.global_batch + self.rank * self.local_batch
+            yield list(range(base, base + self.local_batch))
+
+
+def worker_init(seed: int, epoch: int, rank: int):
+    """``worker_init_fn`` factory: one thread per worker, globals seeded by (seed, epoch, rank, worker)."""
+    return _WorkerInit(seed, epoch, rank)
+
+
+class _WorkerInit:
+    def __init__(self, seed, epoch, rank):
+        self.key = (int(seed), int(epoch), int(rank))
+
+    def __call__(self, worker_id: int):
+        torch.set_num_threads(1)
+        ss = np.random.SeedSequence([*self.key, int(worker_id)])
+        s32 = ss.generate_state(2)
+        np.random.seed(int(s32[0]))
+        random.seed(int(s32[1]))
+        torch.manual_seed(int(ss.generate_state(1, np.uint64)[0] >> 1))
+
+
+def make_loader(dataset: InpaintingSamples, sampler: StepBatches, *, num_workers: int, seed: int,
+                epoch: int, rank: int, pin_memory: bool = False):
+    """A DataLoader over ``sampler``'s batches (order preserved whatever ``num_workers``)."""
+    from torch.utils.data import DataLoader
+
+    kwargs = {}
+    if num_workers > 0:
+        kwargs = dict(worker_init_fn=worker_init(seed, epoch, rank), prefetch_factor=2,
+                      multiprocessing_context="fork" if os.name == "posix" else None)
+    return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, pin_memory=pin_memory,
+                      **kwargs)
+
+
+# ---------------------------------------------------------------------------- opening sources
+def open_sources(source: str, *, size: int, seed: int, stage: int, noise_uk_arcmin: float = 0.0,
+                 ns: float | None = None, sim_chunk: int = 8, cl_uk2=None):
+    """``(train_source, val_source | None)`` for ``--data`` (a directory, an ``.h5`` file or
+    ``simulate:planck18``)."""
+    if source.startswith("simulate:"):
+        if source != "simulate:planck18":
+            raise InputError(f"--data: unknown simulation {source!r} (known: simulate:planck18)")
+        if cl_uk2 is None:
+            from .sky.spectra import lensed_tt_cl_uk2
+
+            cl_uk2 = lensed_tt_cl_uk2(ns=ns)
+        kw = dict(chunk=sim_chunk, noise_uk_arcmin=noise_uk_arcmin, ns=ns, cl_uk2=cl_uk2)
+        return (SimulatedPatches(size, seed_key=(seed, stage, STREAM_TRAIN), **kw),
+                SimulatedPatches(size, seed_key=(seed, stage, STREAM_VAL), **kw))
+    path = Path(source)
+    if path.is_dir():
+        train = path / "train.h5"
+        if not train.is_file():
+            raise InputError(f"{path}: no train.h5 in this directory (expected a `combine simulate` output)")
+        val = path / "val.h5"
+        return H5Patches(train), (H5Patches(val) if val.is_file() else None)
+    if path.is_file():
+        return H5Patches(path), None
+    raise InputError(f"{source}: no such dataset directory or file")
