@@ -71,8 +71,9 @@ class DataConfig:
     hole_fill_uk: float = 0.0
     #: DataLoader worker processes (0: load in the training process)
     num_workers: int = 0
-    #: simulated patches generated together (one FFT grid); the sample stream depends on it
-    sim_chunk: int = 8
+    #: simulated patches generated together (one FFT grid of (8·size)² holds 64 patches);
+    #: the sample stream depends on it
+    sim_chunk: int = 64
 
 
 @dataclass
@@ -185,7 +186,9 @@ class TrainConfig:
             bad("[data] hole_fill_uk", "must be finite")
         if not d.mask_mix or any(v < 0 for v in d.mask_mix.values()) or sum(d.mask_mix.values()) <= 0:
             bad("[data] mask_mix", f"needs non-negative probabilities with a positive sum, got {d.mask_mix}")
-        if d.source.startswith(SIMULATE_PREFIX) and d.source != "simulate:planck18":
+        if d.source.startswith("python:"):
+            pass  # in-memory sources given to train() directly
+        elif d.source.startswith(SIMULATE_PREFIX) and d.source != "simulate:planck18":
             bad("[data] source", f"unknown simulation {d.source!r} (known: simulate:planck18)")
 
     def lr(self) -> float:
@@ -201,10 +204,11 @@ def _type_name(tp) -> str:
     if origin is typing.Union:
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         return _type_name(args[0])
+    plural = {int: "integers", float: "numbers", str: "strings", bool: "booleans"}
     if origin is list:
-        return f"a list of {_type_name(typing.get_args(tp)[0])}s"
+        return f"a list of {plural[typing.get_args(tp)[0]]}"
     if origin is dict:
-        return f"a table of {_type_name(typing.get_args(tp)[1])}s"
+        return f"a table of {plural[typing.get_args(tp)[1]]}"
     return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(tp, str(tp))
 
 

@@ -416,7 +416,7 @@ def check_architecture(expected: dict, found: dict, source: str) -> None:
 
 
 def train(cfg: TrainConfig, out_dir, *, resume: bool = False, init=None, log=None,
-          dist: DistContext | None = None) -> dict:
+          dist: DistContext | None = None, sources=None) -> dict:
     """Train a PConvUNet as configured; returns a summary (epochs, final and best losses, samples/s).
 
     Parameters
@@ -429,18 +429,23 @@ def train(cfg: TrainConfig, out_dir, *, resume: bool = False, init=None, log=Non
         Continue the run in ``out_dir`` from its ``last/`` checkpoint.
     init : path, optional
         Model directory whose weights (and architecture) start this run (a new stage).
+    sources : (train, val | None), optional
+        Patch sources (:mod:`combine.training_data`, e.g. ``ArrayPatches``) used instead of
+        ``cfg.data.source`` (programmatic use: in-memory patches, tests).
     """
     own_dist = dist is None
     dist = dist or DistContext(cfg.train.device)
     try:
-        return _Trainer(cfg, Path(out_dir), resume=resume, init=init, log=log, dist=dist).run()
+        return _Trainer(cfg, Path(out_dir), resume=resume, init=init, log=log, dist=dist,
+                        sources=sources).run()
     finally:
         if own_dist:
             dist.close()
 
 
 class _Trainer:
-    def __init__(self, cfg: TrainConfig, out_dir: Path, *, resume, init, log, dist: DistContext):
+    def __init__(self, cfg: TrainConfig, out_dir: Path, *, resume, init, log, dist: DistContext,
+                 sources=None):
         from .nn import PConvUNet, build_loss
         from .training_data import STREAM_VAL, InpaintingSamples, open_sources
 
@@ -483,8 +488,13 @@ class _Trainer:
             unet.freeze_encoder_bn()
 
         # ---- data
-        train_src, val_src = open_sources(d.source, size=d.size, seed=cfg.seed, stage=cfg.stage,
-                                          noise_uk_arcmin=d.noise_uk_arcmin, ns=d.ns, sim_chunk=d.sim_chunk)
+        if sources is not None:
+            train_src, val_src = sources
+            cfg.data.source = f"python:{train_src.name}"
+        else:
+            train_src, val_src = open_sources(d.source, size=d.size, seed=cfg.seed, stage=cfg.stage,
+                                              noise_uk_arcmin=d.noise_uk_arcmin, ns=d.ns,
+                                              sim_chunk=d.sim_chunk)
         c, h, w = train_src.shape
         mult = unet.input_size_multiple
         if h % mult or w % mult:
