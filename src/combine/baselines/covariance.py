@@ -1,0 +1,206 @@
+"""Pixel covariance of a flat patch of the beam-convolved CMB plus white noise.
+
+The temperature correlation function of an isotropic sky with spectrum :math:`C_\\ell`, seen
+through a Gaussian beam :math:`B_\\ell`, is the Legendre sum
+
+.. math::
+
+    \\xi(\\theta) = \\sum_{\\ell} \\frac{2\\ell + 1}{4\\pi}\\, C_\\ell B_\\ell^2\\, P_\\ell(\\cos\\theta)
+
+(``healpy.bl2beam(cl * bl**2, theta)`` evaluates exactly this sum). A patch pixel
+:math:`p = (y, x)` sits at flat position :math:`\\Delta_{pix}\\,(y, x)`, so
+
+.. math::
+
+    C_{pq} = \\xi\\big(\\Delta_{pix}\\,|p - q|\\big) + \\sigma_{pix}^2\\,\\delta_{pq},
+    \\qquad \\sigma_{pix} = \\frac{\\text{noise}_{\\mu K\\,arcmin}}{\\Delta_{pix,arcmin}} .
+
+The matrix is stationary (block Toeplitz with Toeplitz blocks): it is built from a lookup table
+``T[dy, dx] = ξ(Δ_pix √(dy² + dx²))`` over the non-negative integer offsets.
+
+Consistency with :func:`combine.sky.flat.simulate_flat_patches`. Those patches are point samples
+(no pixel window) of a beam-convolved Gaussian field made by FFT on a periodic flat grid at least
+8× the patch side. Their exact covariance is the flat-sky transform
+:math:`\\int \\frac{d^2\\ell}{(2\\pi)^2} C_\\ell B_\\ell^2 e^{i\\ell\\cdot r}`, discretised on the
+grid's modes. It differs from the curved-sky :math:`\\xi` above (i) at :math:`\\ell` below the
+grid's fundamental mode (:math:`\\ell \\approx 2\\pi/(8 \\cdot 128 \\cdot 1.7177') \\approx 12`
+for the default sky), whose power the curved sum keeps and which is an almost constant offset over
+one patch (well determined by the observed pixels, so it hardly changes a Wiener fill), and
+(ii) by flat-versus-curved corrections of order :math:`\\theta^2` (< 0.1 % over a 3.7° patch).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..errors import InputError
+from ..sky.defaults import BEAM_FWHM_ARCMIN, PIXEL_ARCMIN
+
+ARCMIN_RAD = math.pi / (180.0 * 60.0)
+
+#: Relative level of the beam power :math:`B_\\ell^2` at which the default ℓ_max is cut.
+_BEAM_CUT = 1e-12
+
+
+def _positive(value, name: str, allow_zero: bool = False) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name}: must be a number, got {value!r}") from None
+    if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+        raise InputError(f"{name}: must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+    return v
+
+
+def patch_shape(size) -> tuple[int, int]:
+    """``size`` (int or (H, W)) as a pair of positive ints."""
+    shape = (size, size) if np.ndim(size) == 0 else tuple(size)
+    if len(shape) != 2 or any(int(s) != s or int(s) < 1 for s in shape):
+        raise InputError(f"size: expected a positive int or (H, W), got {size!r}")
+    return int(shape[0]), int(shape[1])
+
+
+def default_lmax(pixel_arcmin: float, beam_fwhm_arcmin: float) -> int:
+    """Largest multipole that matters for a patch: the grid's corner mode or the beam cut-off.
+
+    .. math::
+
+        \\ell_{max} = \\min\\left(\\tfrac{3}{2}\\,\\frac{\\pi}{\\Delta_{pix}},\\;
+        \\sqrt{-\\ln(10^{-12})}/\\sigma_b\\right), \\quad \\sigma_b = \\mathrm{FWHM}/\\sqrt{8\\ln 2}
+
+    (at least 2000). 1.5 × Nyquist covers the FFT grid's corner modes (√2 × Nyquist); the beam
+    term stops where :math:`B_\\ell^2 < 10^{-12}`. Default sky: ℓ_max = 7760.
+    """
+    nyquist = math.pi / (pixel_arcmin * ARCMIN_RAD)
+    lmax = 1.5 * nyquist
+    if beam_fwhm_arcmin > 0:
+        sigma_rad = beam_fwhm_arcmin * ARCMIN_RAD / math.sqrt(8.0 * math.log(2.0))
+        lmax = min(lmax, math.sqrt(-math.log(_BEAM_CUT)) / sigma_rad)
+    return max(2000, int(math.ceil(lmax)))
+
+
+def theory_cl_uk2(cl_uk2=None, *, pixel_arcmin: float = PIXEL_ARCMIN,
+                  beam_fwhm_arcmin: float = BEAM_FWHM_ARCMIN, ns=None) -> np.ndarray:
+    """``cl_uk2`` checked, or the planck18 lensed TT spectrum (CAMB, cached) up to :func:`default_lmax`."""
+    if cl_uk2 is None:
+        from ..sky.spectra import lensed_tt_cl_uk2
+
+        return np.asarray(lensed_tt_cl_uk2(ns=ns, lmax=default_lmax(pixel_arcmin, beam_fwhm_arcmin)),
+                          dtype=np.float64)
+    cl = np.asarray(cl_uk2, dtype=np.float64)
+    if cl.ndim != 1 or cl.size < 3:
+        raise InputError(f"cl_uk2: expected a 1-D spectrum C_ell (ell = 0..lmax, lmax >= 2), got shape {cl.shape}")
+    if not np.all(np.isfinite(cl)) or (cl < 0).any():
+        raise InputError("cl_uk2: spectrum must be finite and non-negative")
+    return cl
+
+
+def correlation_function_uk2(theta_rad, cl_uk2, beam_fwhm_arcmin: float = BEAM_FWHM_ARCMIN) -> np.ndarray:
+    """Beam-convolved correlation function :math:`\\xi(\\theta)` in μK².
+
+    .. math:: \\xi(\\theta) = \\sum_\\ell \\frac{2\\ell+1}{4\\pi} C_\\ell B_\\ell^2 P_\\ell(\\cos\\theta)
+
+    Parameters
+    ----------
+    theta_rad : array_like
+        Separations in radians.
+    cl_uk2 : array_like, shape (lmax + 1,)
+        :math:`C_\\ell` in μK² (ℓ = 0..lmax).
+    beam_fwhm_arcmin : float
+        Gaussian beam FWHM (0 = no beam).
+    """
+    import healpy as hp
+
+    from ..sky.spectra import gaussian_beam_bl
+
+    cl = np.asarray(cl_uk2, dtype=np.float64)
+    bl = gaussian_beam_bl(beam_fwhm_arcmin, cl.size - 1)
+    theta = np.atleast_1d(np.asarray(theta_rad, dtype=np.float64))
+    return np.asarray(hp.bl2beam(cl * bl**2, theta.ravel()), dtype=np.float64).reshape(theta.shape)
+
+
+def correlation_table_uk2(size, *, cl_uk2=None, pixel_arcmin: float = PIXEL_ARCMIN,
+                          beam_fwhm_arcmin: float = BEAM_FWHM_ARCMIN, ns=None) -> np.ndarray:
+    """Signal covariance by integer pixel offset: ``T[dy, dx] = ξ(Δ_pix √(dy² + dx²))``, shape (H, W), μK².
+
+    Each distinct :math:`dy^2 + dx^2` is evaluated once.
+    """
+    h, w = patch_shape(size)
+    pixel_arcmin = _positive(pixel_arcmin, "pixel_arcmin")
+    beam_fwhm_arcmin = _positive(beam_fwhm_arcmin, "beam_fwhm_arcmin", allow_zero=True)
+    cl = theory_cl_uk2(cl_uk2, pixel_arcmin=pixel_arcmin, beam_fwhm_arcmin=beam_fwhm_arcmin, ns=ns)
+    r2 = np.add.outer(np.arange(h) ** 2, np.arange(w) ** 2)
+    unique_r2, inverse = np.unique(r2, return_inverse=True)
+    xi = correlation_function_uk2(np.sqrt(unique_r2) * pixel_arcmin * ARCMIN_RAD, cl, beam_fwhm_arcmin)
+    return xi[inverse].reshape(h, w)
+
+
+def white_noise_variance_uk2(noise_uk_arcmin: float, pixel_arcmin: float) -> float:
+    """Per-pixel white-noise variance :math:`\\sigma_{pix}^2 = (\\text{noise}/\\Delta_{pix})^2`, μK²."""
+    noise = _positive(noise_uk_arcmin, "noise_uk_arcmin", allow_zero=True)
+    return (noise / _positive(pixel_arcmin, "pixel_arcmin")) ** 2
+
+
+def covariance_from_table(table_uk2: np.ndarray, noise_var_uk2: float = 0.0) -> np.ndarray:
+    """Dense (H·W) × (H·W) stationary covariance from an offset table, plus ``noise_var_uk2`` on the diagonal.
+
+    Pixels are in row-major (C) order, ``p = y·W + x``:
+    :math:`C[(y_1,x_1),(y_2,x_2)] = T[|y_1-y_2|, |x_1-x_2|] + \\sigma^2\\delta`.
+    Built block row by block row; no index array of the full size is made.
+    """
+    h, w = table_uk2.shape
+    dx = np.abs(np.subtract.outer(np.arange(w), np.arange(w)))
+    blocks = table_uk2[:, dx]  # (H, W, W): block for row offset dy
+    cov = np.empty((h, w, h, w), dtype=np.float64)
+    rows = np.arange(h)
+    for y1 in range(h):
+        # cov[y1, x1, y2, x2] = blocks[|y1 - y2|, x1, x2]
+        cov[y1] = blocks[np.abs(y1 - rows)].transpose(1, 0, 2)
+    cov = cov.reshape(h * w, h * w)
+    if noise_var_uk2:
+        cov[np.diag_indices(h * w)] += noise_var_uk2
+    return cov
+
+
+def pixel_covariance_uk2(size, *, cl_uk2=None, pixel_arcmin: float = PIXEL_ARCMIN,
+                         beam_fwhm_arcmin: float = BEAM_FWHM_ARCMIN, noise_uk_arcmin: float = 0.0,
+                         ns=None) -> np.ndarray:
+    """Covariance of the H·W pixels of a flat patch (row-major order), μK².
+
+    .. math::
+
+        C_{pq} = \\sum_\\ell \\frac{2\\ell+1}{4\\pi} C_\\ell B_\\ell^2
+                 P_\\ell\\big(\\cos(\\Delta_{pix}|p-q|)\\big)
+                 + \\Big(\\frac{\\text{noise}_{\\mu K\\,arcmin}}{\\Delta_{pix,arcmin}}\\Big)^2 \\delta_{pq}
+
+    Parameters
+    ----------
+    size : int or (H, W)
+        Patch shape in pixels.
+    cl_uk2 : array_like, optional
+        :math:`C_\\ell` in μK²; default the planck18 lensed TT spectrum
+        (:func:`combine.sky.spectra.lensed_tt_cl_uk2`, with ``ns`` if given).
+    pixel_arcmin, beam_fwhm_arcmin, noise_uk_arcmin : float
+        Pixel side, Gaussian beam FWHM, white-noise level (μK·arcmin).
+
+    Returns
+    -------
+    ndarray, shape (H·W, H·W), float64. 128² is 2.1 GB.
+    """
+    table = correlation_table_uk2(size, cl_uk2=cl_uk2, pixel_arcmin=pixel_arcmin,
+                                  beam_fwhm_arcmin=beam_fwhm_arcmin, ns=ns)
+    return covariance_from_table(table, white_noise_variance_uk2(noise_uk_arcmin, pixel_arcmin))
+
+
+__all__ = [
+    "correlation_function_uk2",
+    "correlation_table_uk2",
+    "covariance_from_table",
+    "default_lmax",
+    "patch_shape",
+    "pixel_covariance_uk2",
+    "theory_cl_uk2",
+    "white_noise_variance_uk2",
+]
