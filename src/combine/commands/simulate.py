@@ -1,12 +1,210 @@
-"""``combine simulate``: not yet implemented (placeholder owned by its issue)."""
+"""``combine simulate``: simulated CMB patches (μK) into DIR/{train,val,test}.h5."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
 
 from ..errors import InputError
+from ..sky.defaults import (
+    BEAM_FWHM_ARCMIN,
+    MIN_PATCH_SIZE,
+    NS_CLASSES,
+    NSIDE_DEFAULT,
+    PATCH_SIZE,
+    PIXEL_ARCMIN,
+)
+
+#: Patches generated and written per step (bounds memory: 1024 × 128² float32 = 64 MB).
+CHUNK_PATCHES = 1024
+
+DESCRIPTION = f"""\
+Simulate Gaussian CMB temperature patches (μK, lensed Planck 2018 TT from CAMB, Gaussian beam,
+white noise in μK·arcmin) and write DIR/train.h5, DIR/val.h5, DIR/test.h5.
+
+flat     FFT realisations on a periodic grid 8x the patch side, cut into non-overlapping
+         patches (point samples, no pixel window). 10,000 128² patches take about 10-20 s.
+healpix  full-sky maps (healpy, beam + pixel window), --patches-per-map gnomonic patches cut
+         from each at non-overlapping centres in the central band |b| <= 30 deg. Nside 2048
+         needs about 2 GB of RAM and a minute or more per map.
+
+Several --ns values make labelled classes (the original CoMBInE's are
+{', '.join(str(v) for v in NS_CLASSES)}): patches are divided evenly among them, grouped by
+class in the order given, and each file gets a per-patch `ns` dataset.
+The same --seed gives the same files."""
 
 
 def register(subparsers, common):
-    p = subparsers.add_parser("simulate", parents=[common], help="(simulate: not yet implemented)")
+    p = subparsers.add_parser(
+        "simulate",
+        parents=[common],
+        help="simulate CMB patches (μK) into train/val/test HDF5 files",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory (created if missing)")
+    p.add_argument("--n-patches", required=True, type=int, metavar="N", help="total number of patches")
+    p.add_argument("--size", type=int, default=PATCH_SIZE, help=f"patch side in pixels, >= {MIN_PATCH_SIZE} (default %(default)s)")
+    p.add_argument("--method", choices=("flat", "healpix"), default="flat", help="flat-sky FFT or full-sky HEALPix (default %(default)s)")
+    p.add_argument("--ns", type=float, nargs="+", metavar="V", help="spectral index (one or several classes; default Planck 0.9649)")
+    p.add_argument("--noise", type=float, default=0.0, metavar="UK_ARCMIN", help="white noise, μK·arcmin (default 0)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default: fresh, recorded in the files)")
+    p.add_argument("--split", default="0.7,0.15,0.15", metavar="F,F,F", help="train,val,test fractions (default %(default)s)")
+    p.add_argument("--pixel-arcmin", type=float, default=PIXEL_ARCMIN, help="pixel side, arcmin (default %(default)s)")
+    p.add_argument("--beam-fwhm", type=float, default=BEAM_FWHM_ARCMIN, metavar="ARCMIN", help="Gaussian beam FWHM, arcmin (default %(default)s)")
+    p.add_argument("--nside", type=int, default=NSIDE_DEFAULT, help="HEALPix Nside for --method healpix (default %(default)s; 2048 needs ~2 GB RAM)")
+    p.add_argument("--patches-per-map", type=int, default=10, help="patches cut from each full-sky map (default %(default)s)")
     p.set_defaults(run=run)
 
 
+def _check_args(args):
+    from ..data import parse_split
+    from ..sky.spectra import validate_ns
+
+    if args.n_patches < 1:
+        raise InputError(f"--n-patches: must be >= 1, got {args.n_patches}")
+    if args.size < MIN_PATCH_SIZE:
+        raise InputError(f"--size: patch side must be >= {MIN_PATCH_SIZE}, got {args.size}")
+    fractions = parse_split(args.split)
+    ns_values = [validate_ns(v, "--ns") for v in (args.ns or [])]
+    if len(set(ns_values)) != len(ns_values):
+        raise InputError(f"--ns: repeated value in {args.ns}")
+    if not (math.isfinite(args.noise) and args.noise >= 0):
+        raise InputError(f"--noise: must be >= 0 μK·arcmin, got {args.noise}")
+    if not (math.isfinite(args.pixel_arcmin) and args.pixel_arcmin > 0):
+        raise InputError(f"--pixel-arcmin: must be > 0, got {args.pixel_arcmin}")
+    if not (math.isfinite(args.beam_fwhm) and args.beam_fwhm >= 0):
+        raise InputError(f"--beam-fwhm: must be >= 0, got {args.beam_fwhm}")
+    if args.method == "healpix":
+        import healpy as hp
+
+        if args.nside < 1 or not hp.isnsideok(args.nside, nest=True):
+            raise InputError(f"--nside: must be a power of 2, got {args.nside}")
+        if args.patches_per_map < 1:
+            raise InputError(f"--patches-per-map: must be >= 1, got {args.patches_per_map}")
+    if args.seed is not None and args.seed < 0:
+        raise InputError(f"--seed: must be >= 0, got {args.seed}")
+    return fractions, ns_values
+
+
+def _check_out_dir(out: Path) -> bool:
+    """Create ``out`` if needed (returns True if created) and check that it is writable."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a directory")
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{out}: cannot create output directory ({exc.strerror})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise InputError(f"{out}: output directory is not writable")
+    return created
+
+
+def class_counts(n, n_classes):
+    """Divide ``n`` patches evenly among classes (the first ``n mod k`` get one more)."""
+    return [n // n_classes + (1 if i < n % n_classes else 0) for i in range(n_classes)]
+
+
 def run(args):
-    raise InputError("simulate: not implemented yet")
+    fractions, ns_values = _check_args(args)
+    out = Path(args.out)
+    created = _check_out_dir(out)
+    try:
+        return _simulate(args, out, fractions, ns_values)
+    except BaseException:
+        if created:  # leave nothing behind, not even the empty directory we made
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        raise
+
+
+def _simulate(args, out, fractions, ns_values):
+    import h5py
+
+    from ..atomic import atomic_path
+    from ..data import SPLITS, init_h5, split_counts
+    from ..progress import progress
+    from ..sky.flat import grid_side_px, simulate_flat_patches
+    from ..sky.healpix import simulate_healpix_patches
+    from ..sky.spectra import lensed_tt_cl_uk2, resolve_cosmology
+
+    seed = args.seed if args.seed is not None else int(np.random.SeedSequence().entropy % (2**63))
+    counts = split_counts(args.n_patches, fractions)
+
+    several = len(ns_values) > 1
+    classes = ns_values or [None]
+    spectra = {ns: lensed_tt_cl_uk2(ns=ns) for ns in classes}  # CAMB once per class (cached)
+    cosmology = resolve_cosmology(ns=ns_values[0] if len(ns_values) == 1 else None)
+    if several:
+        cosmology["ns"] = None
+    attrs = {
+        "pixel_arcmin": float(args.pixel_arcmin),
+        "beam_fwhm_arcmin": float(args.beam_fwhm),
+        "noise_uk_arcmin": float(args.noise),
+        "size": int(args.size),
+        "method": args.method,
+        "seed": int(seed),
+        "cosmology": json.dumps(cosmology, sort_keys=True),
+        "units": "uK (CMB thermodynamic temperature anisotropy)",
+        "spectrum": "CAMB lensed scalar TT, lens_potential_accuracy=1",
+        "ns_classes": json.dumps([float(v) for v in ns_values] if several else []),
+    }
+    if args.method == "flat":
+        attrs["grid_px"] = int(grid_side_px(args.size))
+        attrs["pixel_window"] = "none (point samples)"
+    else:
+        attrs["nside"] = int(args.nside)
+        attrs["patches_per_map"] = int(args.patches_per_map)
+        attrs["region"] = "central (|b| <= 30 deg)"
+        attrs["pixel_window"] = "HEALPix (map) + bilinear interpolation"
+
+    if args.method == "flat":
+        chunk_patches = CHUNK_PATCHES
+    else:  # whole maps per chunk
+        chunk_patches = args.patches_per_map * max(1, CHUNK_PATCHES // args.patches_per_map)
+    streams = np.random.SeedSequence(seed).spawn(len(SPLITS))
+    bar = progress(total=args.n_patches, desc="simulate", unit="patch")
+    try:
+        with contextlib.ExitStack() as stack:
+            # all three files go to temporary names and are renamed only when all are complete
+            tmp_paths = [stack.enter_context(atomic_path(out / f"{name}.h5")) for name in SPLITS]
+            for name, n_split, stream, tmp in zip(SPLITS, counts, streams, tmp_paths):
+                rng = np.random.default_rng(stream)
+                with h5py.File(tmp, "w") as handle:
+                    maps_ds, ns_ds = init_h5(
+                        handle, n_split, (args.size, args.size), with_ns=several, attrs=dict(attrs, split=name)
+                    )
+                    start = 0
+                    for ns, n_class in zip(classes, class_counts(n_split, len(classes))):
+                        done = 0
+                        while done < n_class:
+                            take = min(chunk_patches, n_class - done)
+                            common = dict(
+                                pixel_arcmin=args.pixel_arcmin,
+                                beam_fwhm_arcmin=args.beam_fwhm,
+                                noise_uk_arcmin=args.noise,
+                                cl_uk2=spectra[ns],
+                                rng=rng,
+                                progress_callback=bar.update,
+                            )
+                            if args.method == "flat":
+                                chunk = simulate_flat_patches(take, args.size, **common)
+                            else:
+                                chunk = simulate_healpix_patches(
+                                    take, args.size, nside=args.nside, patches_per_map=args.patches_per_map, **common
+                                )
+                            maps_ds[start : start + take] = chunk
+                            if ns_ds is not None:
+                                ns_ds[start : start + take] = ns
+                            start += take
+                            done += take
+    finally:
+        bar.close()
+    return 0
