@@ -352,7 +352,8 @@ def _plot_history(path, history: list[dict], loss_terms: list[str]) -> None:
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss (image units)")
-    ax.legend(fontsize=7)
+    if ax.get_lines():
+        ax.legend(fontsize=7)
     ax = axes[1]
     for key, label in (("val_hole_rmse_uk", "network"), ("val_meanfill_rmse_uk", "mean fill")):
         ys = [r.get(key) for r in history]
@@ -360,7 +361,8 @@ def _plot_history(path, history: list[dict], loss_terms: list[str]) -> None:
             ax.plot(epochs, ys, marker="o", label=label)
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation hole RMSE [μK]")
-    ax.legend(fontsize=7)
+    if ax.get_lines():
+        ax.legend(fontsize=7)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100)
@@ -473,7 +475,12 @@ class _Trainer:
             state_js, state_tensors = read_training_state(resume_ckpt)
         elif init is not None:
             init_unet = load_unet(init, "--init")
-            cfg.model = type(cfg.model)(**init_unet.config())
+            arch = init_unet.config()
+            fields = set(type(cfg.model).__dataclass_fields__)
+            if set(arch) - fields:
+                raise InputError(f"{init}: model architecture keys {sorted(set(arch) - fields)} unknown to "
+                                 "the training configuration")
+            cfg.model = type(cfg.model)(**arch)
 
         # ---- model
         torch.manual_seed(cfg.seed)

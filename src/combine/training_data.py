@@ -179,7 +179,7 @@ class SimulatedPatches:
     simulation per chunk.
     """
 
-    def __init__(self, size: int, *, seed_key, chunk: int = 8, noise_uk_arcmin: float = 0.0,
+    def __init__(self, size: int, *, seed_key, chunk: int = 64, noise_uk_arcmin: float = 0.0,
                  ns: float | None = None, cl_uk2: np.ndarray | None = None,
                  pixel_arcmin: float | None = None, beam_fwhm_arcmin: float | None = None):
         from .sky import defaults
@@ -374,7 +374,7 @@ def make_loader(dataset: InpaintingSamples, sampler: StepBatches, *, num_workers
 
 # ---------------------------------------------------------------------------- opening sources
 def open_sources(source: str, *, size: int, seed: int, stage: int, noise_uk_arcmin: float = 0.0,
-                 ns: float | None = None, sim_chunk: int = 8, cl_uk2=None):
+                 ns: float | None = None, sim_chunk: int = 64, cl_uk2=None):
     """``(train_source, val_source | None)`` for ``--data`` (a directory, an ``.h5`` file or
     ``simulate:planck18``)."""
     if source.startswith("simulate:"):
