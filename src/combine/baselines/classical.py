@@ -71,39 +71,39 @@ def diffusive_fill(maps, masks, *, method: str = "sor", tol_uk: float = 1e-3, ma
     if method not in ("sor", "jacobi"):
         raise InputError(f"method: expected 'sor' or 'jacobi', got {method!r}")
     data, holes, out, out3 = _prepare(maps, masks)
-    if not holes.any():
-        return out
-    # work on the bounding box of all holes plus one pixel of context
-    rows = np.flatnonzero(holes.any(axis=(0, 2)))
-    cols = np.flatnonzero(holes.any(axis=(0, 1)))
-    y0, y1 = max(rows[0] - 1, 0), min(rows[-1] + 2, data.shape[1])
-    x0, x1 = max(cols[0] - 1, 0), min(cols[-1] + 2, data.shape[2])
     full_counts = _neighbour_sum(np.ones((1,) + data.shape[1:]))[0]
-    x = data[:, y0:y1, x0:x1].copy()
-    hole = holes[:, y0:y1, x0:x1]
-    # every hole pixel lies at least one pixel inside the box (or on an image edge), so all its
-    # neighbours are in the box; neighbour counts are those of the full image (2 or 3 on edges)
-    counts = full_counts[y0:y1, x0:x1]
-    # initial value: mean of the valid pixels bordering each map's holes
+    for i in range(data.shape[0]):  # one map at a time: the result does not depend on the batch
+        if holes[i].any():
+            out3[i][holes[i]] = _diffuse_one(data[i], holes[i], full_counts, method, tol_uk, max_iter)
+    return out
+
+
+def _diffuse_one(image, hole_full, full_counts, method, tol_uk, max_iter) -> np.ndarray:
+    """Hole values of one (H, W) map after diffusive filling (see :func:`diffusive_fill`)."""
+    # work on the bounding box of the holes plus one pixel of context: every hole pixel is then
+    # at least one pixel inside the box (or on an image edge), so all its neighbours are in it
+    rows = np.flatnonzero(hole_full.any(axis=1))
+    cols = np.flatnonzero(hole_full.any(axis=0))
+    y0, y1 = max(rows[0] - 1, 0), min(rows[-1] + 2, image.shape[0])
+    x0, x1 = max(cols[0] - 1, 0), min(cols[-1] + 2, image.shape[1])
+    x = image[None, y0:y1, x0:x1].copy()
+    hole = hole_full[None, y0:y1, x0:x1]
+    counts = full_counts[y0:y1, x0:x1]  # 4, or 2-3 on image edges
+    # initial value: mean of the valid pixels bordering the holes
     border = (_neighbour_sum(hole.astype(np.float64)) > 0) & ~hole
-    for i in range(x.shape[0]):
-        if hole[i].any():
-            x[i][hole[i]] = x[i][border[i]].mean() if border[i].any() else data[i][~holes[i]].mean()
+    x[hole] = x[border].mean() if border.any() else image[~hole_full].mean()
     extent = max(y1 - y0, x1 - x0)
     omega = 2.0 / (1.0 + math.sin(math.pi / (extent + 1))) if method == "sor" else 1.0
-    parity = (np.add.outer(np.arange(y0, y1), np.arange(x0, x1)) % 2).astype(bool)
+    parity = (np.add.outer(np.arange(y0, y1), np.arange(x0, x1)) % 2).astype(bool)[None]
     colours = [hole & ~parity, hole & parity] if method == "sor" else [hole]
     for it in range(1, max_iter + 1):
         for sel in colours:
             avg = _neighbour_sum(x) / counts
             x[sel] += omega * (avg[sel] - x[sel])
         if it % 10 == 0 or it == max_iter:
-            resid = np.abs(_neighbour_sum(x) / counts - x)[hole]
-            if resid.max() < tol_uk:
+            if np.abs(_neighbour_sum(x) / counts - x)[hole].max() < tol_uk:
                 break
-    box = out3[:, y0:y1, x0:x1]
-    box[hole] = x[hole].astype(out.dtype)
-    return out
+    return x[hole]
 
 
 # --------------------------------------------------------------------------------------------
