@@ -278,18 +278,30 @@ def _complete_checkpoint(path: Path) -> bool:
 
 
 def find_resume_checkpoint(run_dir) -> Path:
-    """``RUN_DIR/last`` or, if a kill left it missing, the newest complete epoch checkpoint."""
+    """The newest complete checkpoint of a run: ``last/`` or a later ``checkpoints/epoch-*``.
+
+    A kill while ``last/`` is being replaced can leave it missing or one epoch behind the
+    newest epoch checkpoint; both cases resume from the newest complete state.
+    """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise InputError(f"{run_dir}: no such run directory")
-    last = run_dir / "last"
-    if _complete_checkpoint(last):
-        return last
-    epochs = sorted((run_dir / "checkpoints").glob("epoch-*")) if (run_dir / "checkpoints").is_dir() else []
-    for ckpt in reversed(epochs):
-        if _complete_checkpoint(ckpt):
-            return ckpt
-    raise InputError(f"{run_dir}: no complete checkpoint to resume from (no last/ nor checkpoints/epoch-*)")
+    candidates = [run_dir / "last"]
+    if (run_dir / "checkpoints").is_dir():
+        candidates += sorted((run_dir / "checkpoints").glob("epoch-[0-9]*"))
+    best, best_step = None, -1
+    for ckpt in candidates:
+        if not _complete_checkpoint(ckpt):
+            continue
+        try:
+            step = int(json.loads((ckpt / STATE_JSON).read_text(encoding="utf-8"))["global_step"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if step > best_step:
+            best, best_step = ckpt, step
+    if best is None:
+        raise InputError(f"{run_dir}: no complete checkpoint to resume from (no last/ nor checkpoints/epoch-*)")
+    return best
 
 
 def read_training_state(ckpt) -> tuple[dict, dict]:
@@ -554,6 +566,7 @@ class _Trainer:
             self.log(f"resuming {out_dir} from {resume_ckpt.name}/ (epoch {self.epoch}, step {self.global_step})")
 
         self.writer = None
+        dist.barrier()  # every rank has checked the run directory before rank 0 writes into it
         if dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             write_config(cfg, self.out / "config.toml",
