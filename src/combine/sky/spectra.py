@@ -238,16 +238,19 @@ def healpix_pixel_window(nside: int, lmax: int) -> np.ndarray:
     lmax = _check_lmax(lmax)
     if not hp.isnsideok(nside, nest=True):
         raise InputError(f"nside: {nside!r} is not a power of 2 HEALPix Nside")
+    # one cache entry per Nside: compute to at least 4·Nside and slice
+    lmax_computed = max(lmax, 4 * int(nside))
     key = {
         "what": "healpix pixel window T",
         "nside": int(nside),
-        "lmax": lmax,
+        "lmax": lmax_computed,
         "subdiv": _PIXWIN_SUBDIV,
         "sample": _PIXWIN_SAMPLE_PIXELS,
         "bins": _PIXWIN_BINS,
         "version": 2,
     }
-    return _load_or_compute("pixwin", key, lambda: _compute_pixwin(int(nside), lmax))
+    window = _load_or_compute("pixwin", key, lambda: _compute_pixwin(int(nside), lmax_computed))
+    return window[: lmax + 1]
 
 
 def beam_convolved_cl_uk2(cl_uk2: np.ndarray, beam_fwhm_arcmin: float) -> np.ndarray:
