@@ -279,3 +279,52 @@ def test_bad_inputs():
         WienerFilter(SIZE, cl_uk2=CL, pixel_arcmin=5.0, beam_fwhm_arcmin=10.0, noise_uk_arcmin=-1)
     with pytest.raises(InputError, match="size"):
         WienerFilter(0, cl_uk2=CL, **SKY)
+
+
+def test_precision_cache_is_shared_and_bounded(monkeypatch):
+    from combine.baselines import wiener
+
+    a = WienerFilter(SIZE, cl_uk2=CL, **SKY)
+    b = WienerFilter(SIZE, cl_uk2=CL, **SKY)
+    assert a.precision is b.precision  # one matrix per configuration
+    one_matrix = (SIZE * SIZE) ** 2 * 8
+    monkeypatch.setattr(wiener, "PRECISION_CACHE_BYTES", one_matrix)
+    monkeypatch.setattr(wiener, "_PRECISION_CACHE", type(wiener._PRECISION_CACHE)())
+    q_a = a.precision
+    c = WienerFilter(SIZE, cl_uk2=CL, **dict(SKY, noise_uk_arcmin=3.0))
+    q_c = c.precision
+    assert len(wiener._PRECISION_CACHE) == 1 and wiener._cache_bytes() <= one_matrix
+    assert not np.allclose(q_a.numpy(), q_c.numpy())
+    np.testing.assert_array_equal(a.precision.numpy(), q_a.numpy())  # recomputed identically
+
+
+def test_precision_disk_cache(monkeypatch, tmp_path):
+    from combine.baselines import wiener
+
+    monkeypatch.setenv("COMBINE_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(wiener, "DISK_CACHE_MIN_PIXELS", 1)
+    monkeypatch.setattr(wiener, "_PRECISION_CACHE", type(wiener._PRECISION_CACHE)())
+    sky = dict(SKY, noise_uk_arcmin=2.5)  # a configuration no other test uses
+    q = WienerFilter(SIZE, cl_uk2=CL, **sky).precision.numpy().copy()
+    files = list((tmp_path / "wiener").glob("*.npy"))
+    assert len(files) == 1 and not list((tmp_path / "wiener").glob("*tmp*"))
+    wiener._PRECISION_CACHE.clear()
+
+    def fail(*args, **kwargs):
+        raise AssertionError("recomputed although cached on disk")
+
+    monkeypatch.setattr(wiener, "precision_matrix", fail)
+    np.testing.assert_array_equal(WienerFilter(SIZE, cl_uk2=CL, **sky).precision.numpy(), q)
+    # a corrupt entry is recomputed and overwritten
+    files[0].write_bytes(b"garbage")
+    wiener._PRECISION_CACHE.clear()
+    monkeypatch.undo()
+    monkeypatch.setenv("COMBINE_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(wiener, "DISK_CACHE_MIN_PIXELS", 1)
+    monkeypatch.setattr(wiener, "_PRECISION_CACHE", type(wiener._PRECISION_CACHE)())
+    np.testing.assert_array_equal(WienerFilter(SIZE, cl_uk2=CL, **sky).precision.numpy(), q)
+    assert np.load(files[0]).shape == q.shape
+    # disabled by the environment variable
+    monkeypatch.setenv("COMBINE_WIENER_DISK_CACHE", "0")
+    WienerFilter(SIZE, cl_uk2=CL, **dict(sky, noise_uk_arcmin=2.6)).precision
+    assert len(list((tmp_path / "wiener").glob("*.npy"))) == 1

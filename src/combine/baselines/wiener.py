@@ -15,8 +15,9 @@ For a zero-mean Gaussian patch with pixel covariance :math:`C` (signal + white n
 Wiener filter's mean squared error.
 
 Cost. :math:`Q` of the whole patch is computed once per sky configuration (Cholesky +
-``cholesky_inverse`` in torch, float64; 128² → a 16384² matrix, 2.1 GB, a few minutes on one
-core). Each mask geometry then needs one :math:`n_h \\times n_h` Cholesky
+``cholesky_inverse`` in torch, float64; 128² → a 16384² matrix, 2.1 GB, ~4 min on one core)
+and kept in memory (one 128² matrix at a time) and on disk under ``$COMBINE_CACHE_DIR/wiener/``
+(patches of 64² and more; ``COMBINE_WIENER_DISK_CACHE=0`` disables it). Each mask geometry then needs one :math:`n_h \\times n_h` Cholesky
 :math:`Q_{hh} = L L^T`, cached by the mask's bytes; each patch needs one
 :math:`n_h \\times n` product and two triangular solves.
 
@@ -30,12 +31,14 @@ With zero (or tiny) noise the covariance is numerically singular; a floor
 from __future__ import annotations
 
 import hashlib
-import math
+import json
+import os
 from collections import OrderedDict
 
 import numpy as np
 import torch
 
+from ..atomic import atomic_path
 from ..errors import InputError
 from ..sky.defaults import BEAM_FWHM_ARCMIN, PIXEL_ARCMIN
 from ..validation import check_maps_and_masks
@@ -56,6 +59,12 @@ PRECISION_CACHE_BYTES = int(2.5e9)
 
 #: Default bytes of hole-geometry factorisations kept per filter.
 GEOMETRY_CACHE_BYTES = int(1e9)
+
+#: Precision matrices of patches with at least this many pixels (64²) are cached on disk under
+#: ``$COMBINE_CACHE_DIR/wiener/`` as float64 .npy (2.1 GB at 128², computed in ~4 min on one core,
+#: read back in seconds). Set ``COMBINE_WIENER_DISK_CACHE=0`` to disable.
+DISK_CACHE_MIN_PIXELS = 64 * 64
+_DISK_CACHE_VERSION = 1
 
 #: Rows of Q gathered at once when forming Q_hv d_v (bounds the temporary to ~64 MB at 128²).
 _ROW_CHUNK = 512
@@ -86,6 +95,40 @@ def precision_matrix(table_uk2: np.ndarray, noise_var_uk2: float) -> torch.Tenso
         del cov
         diag = max(diag * 10.0, floor)
     raise InputError("cl_uk2: pixel covariance is not positive definite (even with a diagonal floor)")
+
+
+def _disk_cache_path(key: tuple):
+    """``$COMBINE_CACHE_DIR/wiener/<sha256>.npy`` for a configuration key, or None if disabled."""
+    if os.environ.get("COMBINE_WIENER_DISK_CACHE", "1") in ("0", "", "false", "no"):
+        return None
+    from ..sky.spectra import cache_dir
+
+    text = json.dumps({"key": [list(key[0])] + list(key[1:]), "floor": REGULARISATION_REL,
+                       "version": _DISK_CACHE_VERSION})
+    return cache_dir() / "wiener" / f"{hashlib.sha256(text.encode()).hexdigest()[:32]}.npy"
+
+
+def _load_or_compute_precision(key: tuple, table_uk2: np.ndarray, noise_var_uk2: float) -> torch.Tensor:
+    """Precision matrix from the disk cache (patches of >= DISK_CACHE_MIN_PIXELS) or computed (and stored)."""
+    n = table_uk2.size
+    path = _disk_cache_path(key) if n >= DISK_CACHE_MIN_PIXELS else None
+    if path is not None and path.exists():
+        try:
+            arr = np.load(path, allow_pickle=False)
+            if arr.shape == (n, n) and arr.dtype == np.float64:
+                return torch.from_numpy(arr)
+        except (OSError, ValueError):
+            pass  # unreadable entry: recompute and overwrite
+    q = precision_matrix(table_uk2, noise_var_uk2)
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(path) as tmp:
+                with open(tmp, "wb") as fh:
+                    np.save(fh, q.numpy(), allow_pickle=False)
+        except (OSError, InputError):
+            pass  # an unwritable cache only costs time
+    return q
 
 
 class _Geometry:
@@ -139,23 +182,30 @@ class WienerFilter:
     # -- precision matrix (shared across instances) -------------------------------------------
     @property
     def precision(self) -> torch.Tensor:
-        """:math:`Q = C^{-1}` of the whole patch, float64 (n × n, n = H·W), computed on first use."""
-        if self._q is None:
-            q = _PRECISION_CACHE.get(self._key)
-            if q is None:
-                table = correlation_table_uk2(self.shape, cl_uk2=self.cl_uk2, pixel_arcmin=self.pixel_arcmin,
-                                              beam_fwhm_arcmin=self.beam_fwhm_arcmin)
-                nbytes = (table.size ** 2) * 8
-                # free room first so that at most ~2 big matrices are alive while computing
-                while _PRECISION_CACHE and _cache_bytes() + nbytes > PRECISION_CACHE_BYTES:
-                    _PRECISION_CACHE.popitem(last=False)
-                q = precision_matrix(table, self.noise_var_uk2)
-                if nbytes <= PRECISION_CACHE_BYTES:
-                    _PRECISION_CACHE[self._key] = q
-            else:
-                _PRECISION_CACHE.move_to_end(self._key)
+        """:math:`Q = C^{-1}` of the whole patch, float64 (n × n, n = H·W), computed on first use.
+
+        Held in a module-level cache shared by every filter of the same configuration and bounded
+        by :data:`PRECISION_CACHE_BYTES` (one 128² matrix): filters do not keep their own
+        reference, so an evicted matrix is freed (and recomputed if that filter is used again).
+        """
+        if self._q is not None:  # only for a matrix larger than the whole cache budget
+            return self._q
+        q = _PRECISION_CACHE.get(self._key)
+        if q is not None:
+            _PRECISION_CACHE.move_to_end(self._key)
+            return q
+        table = correlation_table_uk2(self.shape, cl_uk2=self.cl_uk2, pixel_arcmin=self.pixel_arcmin,
+                                      beam_fwhm_arcmin=self.beam_fwhm_arcmin)
+        nbytes = (table.size ** 2) * 8
+        # free room first so that at most ~2 big matrices are alive while computing
+        while _PRECISION_CACHE and _cache_bytes() + nbytes > PRECISION_CACHE_BYTES:
+            _PRECISION_CACHE.popitem(last=False)
+        q = _load_or_compute_precision(self._key, table, self.noise_var_uk2)
+        if nbytes <= PRECISION_CACHE_BYTES:
+            _PRECISION_CACHE[self._key] = q
+        else:
             self._q = q
-        return self._q
+        return q
 
     # -- per-geometry factorisation ------------------------------------------------------------
     def _check_mask(self, mask) -> np.ndarray:
