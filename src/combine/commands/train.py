@@ -30,7 +30,7 @@ def register(subparsers, common):
     p.add_argument("--steps-per-epoch", type=int)
     p.add_argument("--batch-size", type=int, help="global batch (split across torchrun processes)")
     p.add_argument("--lr", type=float)
-    p.add_argument("--loss", help="loss preset: paper, pixel, mse, texture")
+    p.add_argument("--loss", help="loss preset: paper, pixel, mse, mmse, texture")
     p.add_argument("--vgg-weights", metavar="FILE", help="VGG16 weights (.pth or .h5) for the paper loss")
     p.add_argument("--seed", type=int)
     p.add_argument("--num-workers", type=int, help="DataLoader worker processes")

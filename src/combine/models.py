@@ -1,0 +1,190 @@
+"""Model directories: save, load (by name or path) and inpaint numpy maps.
+
+A model directory (DESIGN.md) holds ``weights.safetensors`` and ``config.json``::
+
+    {"format": "combine-model/1", "combine_version": "...",
+     "architecture": PConvUNet.config(),      # includes the μK -> network-unit normalisation
+     "patch_size": 128, "pixel_arcmin": 1.7177,
+     "sky": {...}, "loss": {...}, "training": {...}, "evaluation": {...}}   # free-form extras
+
+Nothing is unpickled: weights are safetensors, the rest is JSON, so loading a model cannot run
+code. Shipped models live in ``combine/pretrained/<name>/`` and load by name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .atomic import atomic_dir
+from .errors import InputError
+from .validation import check_maps_and_masks
+
+MODEL_FORMAT = "combine-model/1"
+WEIGHTS_FILE = "weights.safetensors"
+CONFIG_FILE = "config.json"
+PRETRAINED_DIR = Path(__file__).parent / "pretrained"
+
+
+def list_pretrained() -> list[str]:
+    """Names of the models shipped inside the package."""
+    if not PRETRAINED_DIR.is_dir():
+        return []
+    return sorted(p.name for p in PRETRAINED_DIR.iterdir() if (p / CONFIG_FILE).is_file())
+
+
+def save_model(unet, directory, extra: dict | None = None) -> Path:
+    """Write ``unet`` (a :class:`combine.nn.PConvUNet`) and its config to ``directory`` atomically.
+
+    ``extra`` (JSON-able) is merged into ``config.json``; ``patch_size`` defaults to
+    ``extra["sky"]["size"]`` or 128.
+    """
+    from safetensors.torch import save_file
+
+    from . import __version__
+    from .sky.defaults import PATCH_SIZE, PIXEL_ARCMIN
+
+    extra = json.loads(json.dumps(extra or {}, default=float))
+    sky = extra.get("sky") or {}
+    config = {
+        "format": MODEL_FORMAT,
+        "combine_version": __version__,
+        "architecture": unet.config(),
+        "patch_size": int(extra.get("patch_size", sky.get("size", PATCH_SIZE))),
+        "pixel_arcmin": float(extra.get("pixel_arcmin", sky.get("pixel_arcmin", PIXEL_ARCMIN))),
+        "encoder_bn_frozen": bool(getattr(unet, "encoder_bn_frozen", False)),
+    }
+    for key, value in extra.items():
+        config.setdefault(key, value)
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in unet.state_dict().items()}
+    with atomic_dir(directory) as tmp:
+        save_file(tensors, os.fspath(Path(tmp) / WEIGHTS_FILE), metadata={"format": MODEL_FORMAT})
+        (Path(tmp) / CONFIG_FILE).write_text(json.dumps(config, indent=1), encoding="utf-8")
+    return Path(directory)
+
+
+def resolve_model_dir(name_or_dir) -> Path:
+    """A shipped model name or a model directory -> its directory (InputError if neither)."""
+    path = Path(name_or_dir)
+    if path.is_dir():
+        return path
+    shipped = PRETRAINED_DIR / str(name_or_dir)
+    if "/" not in str(name_or_dir) and (shipped / CONFIG_FILE).is_file():
+        return shipped
+    known = ", ".join(list_pretrained()) or "none installed"
+    raise InputError(f"{name_or_dir}: no such model directory or shipped model (shipped: {known})")
+
+
+def load_model(name_or_dir, device="cpu") -> "InpaintingModel":
+    """Load a model directory or a shipped model by name; every failure is an InputError."""
+    import torch
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from .nn import PConvUNet
+
+    directory = resolve_model_dir(name_or_dir)
+    cfg_path, w_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
+    for p in (cfg_path, w_path):
+        if not p.is_file():
+            raise InputError(f"{directory}: not a model directory (missing {p.name})")
+    try:
+        config = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{cfg_path}: unreadable model config ({exc})") from None
+    if not isinstance(config, dict) or not isinstance(config.get("architecture"), dict):
+        raise InputError(f"{cfg_path}: model config has no 'architecture' table")
+    try:
+        unet = PConvUNet(**config["architecture"])
+    except (TypeError, ValueError, InputError) as exc:
+        raise InputError(f"{cfg_path}: invalid architecture ({exc})") from None
+    try:
+        state = load_file(os.fspath(w_path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise InputError(f"{w_path}: corrupt or truncated weights ({exc})") from None
+    try:
+        unet.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        raise InputError(f"{w_path}: weights do not match the architecture in config.json "
+                         f"({first[1].strip() if len(first) > 1 else first[0]})") from None
+    if config.get("encoder_bn_frozen"):
+        unet.freeze_encoder_bn(True)
+    unet.eval().to(torch.device(device))
+    return InpaintingModel(unet, config, directory)
+
+
+class InpaintingModel:
+    """A trained PConvUNet with its config; :meth:`inpaint` fills numpy maps in μK.
+
+    Attributes: ``unet`` (the network, eval mode), ``config`` (dict from ``config.json``),
+    ``directory``, ``name``, ``patch_size`` (side it was trained on), ``pixel_arcmin``,
+    ``in_channels``.
+    """
+
+    def __init__(self, unet, config: dict, directory=None):
+        self.unet, self.config = unet, dict(config)
+        self.directory = Path(directory) if directory is not None else None
+        self.name = self.directory.name if self.directory is not None else "model"
+        self.patch_size = int(self.config.get("patch_size", 128))
+        self.pixel_arcmin = float(self.config.get("pixel_arcmin", 1.7177))
+        self.in_channels = int(unet.in_channels)
+
+    def __repr__(self):
+        return f"InpaintingModel({self.name!r}, preset={self.unet.preset!r}, patch_size={self.patch_size})"
+
+    def predict(self, maps_nchw: np.ndarray, masks_nchw: np.ndarray, batch_size: int = 16) -> np.ndarray:
+        """Raw network output (N, C, H, W) μK for inputs whose holes may hold anything.
+
+        Runs under ``torch.inference_mode()`` in batches; H and W must be multiples of
+        ``2**levels``. Hole values are zeroed first (the partial convolutions ignore them,
+        but NaN/UNSEEN would poison the arithmetic).
+        """
+        import torch
+
+        multiple = self.unet.input_size_multiple
+        n, c, h, w = maps_nchw.shape
+        if h % multiple or w % multiple:
+            raise InputError(f"{self.name}: map side {h}×{w} is not a multiple of {multiple} px")
+        if c != self.in_channels:
+            raise InputError(f"{self.name}: model takes {self.in_channels} channel(s), maps have {c}")
+        device = next(self.unet.parameters()).device
+        out = np.empty((n, c, h, w), np.float32)
+        with torch.inference_mode():
+            for i in range(0, n, batch_size):
+                m = torch.from_numpy(np.ascontiguousarray(masks_nchw[i:i + batch_size], np.float32))
+                x = torch.from_numpy(np.ascontiguousarray(np.where(masks_nchw[i:i + batch_size] > 0,
+                                                                   maps_nchw[i:i + batch_size], 0.0),
+                                                          np.float32))
+                mm = m if m.shape[1] == 1 or self.in_channels == m.shape[1] else m[:, :1]
+                out[i:i + batch_size] = self.unet(x.to(device), mm.to(device)).cpu().numpy()
+        return out
+
+    def inpaint(self, maps, masks, *, batch_size: int = 16) -> np.ndarray:
+        """Fill the holes of ``maps`` (μK) where ``masks`` is 0; valid pixels are returned unchanged.
+
+        ``maps`` is (H, W), (N, H, W) or (N, C, H, W); ``masks`` broadcasts to it (DESIGN.md).
+        Patches of the trained size (or any multiple of ``2**levels`` up to it) go straight
+        through the network; larger images are tiled (:func:`combine.inpaint.inpaint_tiled`).
+        The result has the input's shape and dtype float32 where the input is float32:
+        ``out[valid] == maps[valid]`` bit for bit.
+        """
+        raw = np.asarray(maps)
+        data, mask = check_maps_and_masks(raw, masks)  # mask broadcast to data.shape
+        shape = data.shape
+        lead = {2: (1, 1), 3: (shape[0], 1), 4: shape[:2]}[data.ndim]
+        x4 = data.reshape(lead + shape[-2:])
+        m4 = mask.reshape(lead + shape[-2:])
+        h, w = shape[-2:]
+        multiple = self.unet.input_size_multiple
+        if h > self.patch_size or w > self.patch_size or h % multiple or w % multiple:
+            from .inpaint import inpaint_tiled
+
+            pred = inpaint_tiled(self, x4, m4, batch_size=batch_size)
+        else:
+            pred = self.predict(x4, m4, batch_size=batch_size)
+        out_dtype = raw.dtype if np.issubdtype(raw.dtype, np.floating) else np.float32
+        return np.where(mask > 0, raw, pred.reshape(shape).astype(out_dtype, copy=False)).astype(out_dtype, copy=False)
