@@ -217,8 +217,9 @@ def cell_metrics(filled, target, masks, *, pixel_arcmin: float, rng=None) -> tup
     rmse, err = _pooled_rmse(filled, target, hole)
     add("rmse_hole", rmse, err=err)
 
-    for region, sel in (("hole", hole), ("patch", np.ones_like(hole))):
-        st = metrics.abs_diff_stats(filled, target, sel.astype(np.float32) if region == "patch" else 1.0 - hole)
+    valid = (~hole).astype(np.float32)
+    for region in ("hole", "patch"):
+        st = metrics.abs_diff_stats(filled, target, valid, region=region)
         add(f"abs_diff_mean_{region}", st["mean"])
         add(f"abs_diff_std_{region}", st["std"])
         add(f"abs_diff_percent_{region}", st["percent"])

@@ -14,8 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..sky.defaults import (BEAM_FWHM_ARCMIN, EVAL_NOISE_UK_ARCMIN, PATCH_SIZE, PIXEL_ARCMIN,
-                            PLANCK18_COSMOLOGY)
+from ..sky.defaults import BEAM_FWHM_ARCMIN, EVAL_NOISE_UK_ARCMIN, PATCH_SIZE, PIXEL_ARCMIN
 
 DEFAULT_N_PATCHES = 48
 #: Patches used for masks that differ per patch (random, points): each costs its own Wiener
@@ -54,7 +53,7 @@ def register(subparsers, common):
     p.add_argument("--size", type=int, default=PATCH_SIZE, help="patch side for simulate:N (default 128)")
     p.add_argument("--ns", type=float, default=None, metavar="V",
                    help="evaluate only the patches of spectral-index class V (needed when the data mixes classes)")
-    p.add_argument("--run", default=None, metavar="RUN_DIR",
+    p.add_argument("--run", dest="run_dir", default=None, metavar="RUN_DIR",
                    help="training run: also evaluate every checkpoint (metrics against epoch)")
     p.add_argument("--epoch-patches", type=int, default=8, metavar="N",
                    help="patches per checkpoint for --run (default 8)")
@@ -151,15 +150,10 @@ def load_eval_data(spec: str, *, n_patches, size, noise_uk_arcmin, seed, ns=None
 
 
 def _cl_for(sky):
+    """Lensed TT spectrum of the data's cosmology and ns (CAMB, cached on disk)."""
     from ..sky.spectra import lensed_tt_cl_uk2
 
-    cosmo = sky.get("cosmology")
-    if cosmo is not None and dict(cosmo) == dict(PLANCK18_COSMOLOGY):
-        cosmo = None
-    ns = sky.get("ns")
-    if ns is not None and cosmo is None and np.isclose(ns, PLANCK18_COSMOLOGY["ns"]):
-        ns = None
-    return lensed_tt_cl_uk2(ns=ns, cosmology=cosmo)
+    return lensed_tt_cl_uk2(ns=sky.get("ns"), cosmology=sky.get("cosmology"))
 
 
 def resolve_model(name):
@@ -236,8 +230,8 @@ def run(args):
             raise InputError(f"--{name.replace('_', '-')}: must be at least 1, got {v}")
     if args.noise is not None and not args.noise >= 0:
         raise InputError(f"--noise: must be >= 0, got {args.noise}")
-    if args.run is not None and not Path(args.run).is_dir():
-        raise InputError(f"{args.run}: no such training run directory")
+    if args.run_dir is not None and not Path(args.run_dir).is_dir():
+        raise InputError(f"{args.run_dir}: no such training run directory")
 
     model_early = str(args.model).lower() != "none"
     methods, mask_specs = resolve_methods_and_masks(args, model_early)
@@ -250,7 +244,7 @@ def run(args):
     if model is not None:
         ev_mod.check_model_fits(model, size, source=str(args.model))
 
-    need_cl = any(m in ("wiener", "gcr") for m in methods) or args.run is not None
+    need_cl = any(m in ("wiener", "gcr") for m in methods) or args.run_dir is not None
     cl_uk2 = _cl_for(sky) if need_cl else None
     sky_kw = dict(pixel_arcmin=sky["pixel_arcmin"], beam_fwhm_arcmin=sky["beam_fwhm_arcmin"],
                   noise_uk_arcmin=sky["noise_uk_arcmin"], cl_uk2=cl_uk2, seed=args.seed)
@@ -258,8 +252,8 @@ def run(args):
                                batch_size=args.batch_size, progress=True, **sky_kw)
 
     epoch_records = None
-    if args.run is not None:
-        epoch_records = ev_mod.evaluate_run(args.run, maps, mask_specs=mask_specs,
+    if args.run_dir is not None:
+        epoch_records = ev_mod.evaluate_run(args.run_dir, maps, mask_specs=mask_specs,
                                             n_patches=args.epoch_patches, **sky_kw)
 
     fullsky = None
@@ -300,8 +294,8 @@ def _command_line(args, methods, mask_specs, n_patches):
         parts += ["--size", str(args.size)]
     if args.ns is not None:
         parts += ["--ns", f"{args.ns:g}"]
-    if args.run is not None:
-        parts += ["--run", str(args.run), "--epoch-patches", str(args.epoch_patches)]
+    if args.run_dir is not None:
+        parts += ["--run", str(args.run_dir), "--epoch-patches", str(args.epoch_patches)]
     if args.fullsky_map is not None:
         parts += ["--fullsky-map", str(args.fullsky_map), "--fullsky-mask", str(args.fullsky_mask)]
     return " ".join(shlex.quote(p) for p in parts)
