@@ -16,6 +16,7 @@ from combine.nn.losses import (
     gram_matrix,
     loss_hole,
     loss_hole_mse,
+    loss_hole_mse_norm,
     loss_perceptual,
     loss_power,
     loss_style,
@@ -47,6 +48,19 @@ def test_pixel_terms_direct(small):
     assert loss_hole_mse(pred, target, mask).item() == pytest.approx(np.sum((1 - m) * (p - t) ** 2) / n_elem, rel=1e-6)
     # (N, H, W) mask layout gives the same
     assert loss_hole(pred, target, mask[:, 0]).item() == pytest.approx(loss_hole(pred, target, mask).item())
+
+
+def test_hole_mse_norm_direct(small):
+    """Per-sample hole MSE, each sample divided by its own hole-element count, then averaged."""
+    pred, target, mask = small
+    p, t, m = (a.numpy().astype(np.float64) for a in (pred, target, mask))
+    hole = np.broadcast_to(m < 0.5, p.shape)
+    per_sample = [((p[b] - t[b]) ** 2)[hole[b]].sum() / hole[b].sum() for b in range(p.shape[0])]
+    assert loss_hole_mse_norm(pred, target, mask).item() == pytest.approx(np.mean(per_sample), rel=1e-6)
+    # a sample whose hole is twice as large weighs the same: scaling one sample's error scales
+    # the loss by that sample's share only
+    full = torch.ones_like(mask)
+    assert loss_hole_mse_norm(pred, target, full).item() == 0.0
 
 
 def test_valid_term_ignores_non_finite_hole_predictions(small):
