@@ -109,11 +109,17 @@ def random_shapes_mask(size: int = 128, rng=None) -> np.ndarray:
 
 
 def circle_mask(size: int = 128, radius_px: float = 16.0, center=None) -> np.ndarray:
-    """One circular hole: 0 where ``(x − cx)² + (y − cy)² < r²`` (pixel centres), else 1.
+    """One circular hole: 0 where ``(x − cx)² + (y − cy)² ≤ r²`` (pixel centres), else 1.
 
     ``center`` is ``(x, y)`` in pixels (column, row), default the patch centre
     ``((size − 1)/2, (size − 1)/2)``. Computed from pixel-centre distances rather than
-    rasterised, so a centred hole is exactly symmetric and its area is ≈ π r².
+    rasterised, so a centred hole is exactly symmetric (under both flips and the transpose).
+
+    Its area is π r² up to the lattice granularity of a symmetric disc (pixels enter in rings
+    of 4 or 8): measured for centred holes at 128² and 129², within 2.1% for r ≥ 14 px, 1.3%
+    for r ≥ 20 px, 3.5% for integer radii 4…63 px, 9% for any r ≥ 5 px; the mean deviation
+    over r = 5…63 px is under 0.1%. (``≤`` rather than ``<`` matters for integer radii about
+    a pixel centre, odd sizes: ``<`` drops the pixels on the circle, −12% at r = 5.)
     """
     size = _check_size(size)
     radius_px = float(radius_px)
@@ -121,7 +127,7 @@ def circle_mask(size: int = 128, radius_px: float = 16.0, center=None) -> np.nda
         raise InputError(f"--radius: must be a positive number of pixels, got {radius_px}")
     cx, cy = ((size - 1) / 2.0,) * 2 if center is None else (float(center[0]), float(center[1]))
     yy, xx = np.ogrid[0:size, 0:size]
-    hole = (xx - cx) ** 2 + (yy - cy) ** 2 < radius_px ** 2
+    hole = (xx - cx) ** 2 + (yy - cy) ** 2 <= radius_px ** 2
     return (~hole).astype(np.float32)
 
 
@@ -247,22 +253,46 @@ class FileMasks:
                 raise InputError(f"{path}: mask has no valid (=1) pixel")
 
     def sample(self, rng=None) -> np.ndarray:
+        """One augmented mask (size, size) float32 from a random file."""
         rng = _rng(rng)
         mask = self._load(self.files[int(rng.integers(len(self.files)))])
-        h, w = mask.shape
-        if min(h, w) < self.size:
-            f = self.size / min(h, w)
-            mask = cv2.resize(mask, (max(self.size, round(w * f)), max(self.size, round(h * f))),
-                              interpolation=cv2.INTER_NEAREST)
-            h, w = mask.shape
-        rot = cv2.getRotationMatrix2D((w / 2, h / 2), float(rng.uniform(-180, 180)), 1.5)
-        mask = cv2.warpAffine(mask, rot, (w, h), flags=cv2.INTER_NEAREST, borderValue=1)
+        h, w = _upsized_shape(mask.shape, self.size)
+        angle = float(rng.uniform(-180, 180))
         k = int(rng.integers(1, self.max_dilation_px + 1))
-        if k > 1:
-            mask = cv2.erode(mask, np.ones((k, k), np.uint8))
         y0 = int(rng.integers(0, h - self.size + 1))
         x0 = int(rng.integers(0, w - self.size + 1))
-        return (mask[y0:y0 + self.size, x0:x0 + self.size] > 0).astype(np.float32)
+        return augment_mask(mask, self.size, angle_deg=angle, dilation_px=k, crop_yx=(y0, x0))
+
+
+def _upsized_shape(shape, size: int) -> tuple[int, int]:
+    h, w = shape
+    if min(h, w) >= size:
+        return h, w
+    f = size / min(h, w)
+    return max(size, round(h * f)), max(size, round(w * f))
+
+
+def augment_mask(mask, size: int, *, angle_deg: float = 0.0, dilation_px: int = 1, crop_yx=(0, 0),
+                 zoom: float = 1.5) -> np.ndarray:
+    """The original CoMBInE's mask augmentation with explicit parameters (1 = valid).
+
+    ``mask`` (H, W) 0/1 is first resized up (nearest neighbour) if a side is under ``size``,
+    rotated by ``angle_deg`` about its centre with magnification ``zoom`` (pixels from outside
+    the image are valid), its holes dilated by a ``dilation_px``² square (no change for 1), and
+    the ``size``² window at ``crop_yx`` (row, column of its top-left pixel) returned as float32.
+    """
+    mask = (np.asarray(mask) > 0).astype(np.uint8)
+    h, w = _upsized_shape(mask.shape, size)
+    if (h, w) != mask.shape:
+        mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST)
+    rot = cv2.getRotationMatrix2D((w / 2, h / 2), float(angle_deg), float(zoom))
+    mask = cv2.warpAffine(mask, rot, (w, h), flags=cv2.INTER_NEAREST, borderValue=1)
+    if int(dilation_px) > 1:
+        mask = cv2.erode(mask, np.ones((int(dilation_px),) * 2, np.uint8))
+    y0, x0 = (int(v) for v in crop_yx)
+    if not (0 <= y0 <= h - size and 0 <= x0 <= w - size):
+        raise ValueError(f"crop {crop_yx} outside the {h}×{w} mask for a {size}² window")
+    return (mask[y0:y0 + size, x0:x0 + size] > 0).astype(np.float32)
 
 
 def masks_from_files(directory, n: int, size: int = 128, seed=None) -> np.ndarray:
