@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -78,8 +79,6 @@ def _check_out_path(path: Path, option: str, suffix: str) -> None:
         parent = parent.parent
     if not parent.is_dir():
         raise InputError(f"{path}: {parent} is not a directory")
-    import os
-
     if not os.access(parent, os.W_OK | os.X_OK):
         raise InputError(f"{path}: directory {parent} is not writable")
 
