@@ -1,0 +1,373 @@
+"""Reading and writing maps and masks: HEALPix FITS, ``.npy`` patches and PNG images.
+
+Every reader raises :class:`combine.errors.InputError` naming the file for anything it cannot
+use; every writer writes atomically (:func:`combine.atomic.atomic_path`).
+
+HEALPix FITS
+------------
+The map is the first binary-table HDU with ``PIXTYPE = 'HEALPIX'`` (or an ``NSIDE`` keyword),
+read with astropy (gzip-compressed files too). Ordering is RING unless the header says
+``ORDERING = 'NESTED'``; the column's ``TUNITn`` is the unit; every other keyword of that HDU
+(and of the primary HDU) is kept and written back unchanged, so a map comes out with the
+ordering, Nside, unit and keywords it went in with. Masked pixels may hold ``UNSEEN`` or NaN.
+Partial-sky (``INDXSCHM = 'EXPLICIT'``) maps are refused.
+
+PNG images (the original CoMBInE's image workflow)
+--------------------------------------------------
+A grey level :math:`g \\in [0, 255]` stands for the temperature
+
+.. math:: T = (g - 127.5)\\, s, \\qquad s = \\texttt{PNG_SCALE_UK} = 500/127.5\\ \\mu\\mathrm{K},
+
+so black is −500 μK, white +500 μK and mid-grey 0 (one grey level ≈ 3.9 μK). 16-bit PNGs are
+read as :math:`g = v/257`. Writing rounds :math:`g = T/s + 127.5` to the nearest level and clips
+to [0, 255] with a warning (the only place CoMBInE clips temperatures). RGB(A) PNGs are accepted
+only if they are grey (R = G = B). PNG masks: white (255) = valid, black (0) = hole; any other
+level is an error (masks are binary).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .atomic import atomic_path
+from .errors import InputError
+
+#: μK per grey level of PNG images: levels 0..255 span −500..+500 μK.
+PNG_SCALE_UK = 500.0 / 127.5
+
+FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz")
+
+# Keywords that describe the table layout or the HEALPix geometry: rewritten, never copied.
+_STRUCTURAL = {"XTENSION", "BITPIX", "NAXIS", "PCOUNT", "GCOUNT", "TFIELDS", "SIMPLE", "EXTEND",
+               "PIXTYPE", "ORDERING", "NSIDE", "FIRSTPIX", "LASTPIX", "INDXSCHM", "THEAP"}
+_COLUMN_PREFIXES = ("TTYPE", "TFORM", "TUNIT", "TDIM", "TNULL", "TSCAL", "TZERO", "TDISP", "NAXIS")
+
+
+def file_kind(path) -> str:
+    """``"fits"``, ``"npy"`` or ``"png"`` from the file name (InputError otherwise)."""
+    name = str(path).lower()
+    if name.endswith(FITS_SUFFIXES):
+        return "fits"
+    if name.endswith(".npy"):
+        return "npy"
+    if name.endswith(".png"):
+        return "png"
+    raise InputError(f"{path}: unknown file type (expected .fits, .fits.gz, .npy or .png)")
+
+
+def _require_file(path) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if not path.is_file():
+        raise InputError(f"{path}: not a file")
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# HEALPix FITS
+# --------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class HealpixMap:
+    """A HEALPix map as read from FITS, with what is needed to write it back alike.
+
+    Attributes
+    ----------
+    values : ndarray (12 Nside²,)
+        The pixel values, native byte order (float32/float64 as stored; integer and logical
+        columns as stored).
+    nside : int
+    nest : bool
+        True if the header says ``ORDERING = 'NESTED'``.
+    ordering_in_header : bool
+        False if the file has no ``ORDERING`` keyword (then RING was assumed).
+    unit : str or None
+        ``TUNITn`` of the column.
+    column : str
+        ``TTYPEn`` of the column.
+    header, primary_header : astropy.io.fits.Header
+        The other keywords of the map HDU and of the primary HDU, written back unchanged.
+    """
+
+    values: np.ndarray
+    nside: int
+    nest: bool
+    ordering_in_header: bool
+    unit: str | None
+    column: str
+    header: object
+    primary_header: object
+
+
+def read_healpix_fits(path, *, field: int = 0) -> HealpixMap:
+    """Read column ``field`` of a full-sky HEALPix FITS map (module docstring).
+
+    Raises InputError if the file is missing, not FITS, has no HEALPix binary table, is a
+    partial-sky map, or its pixel count does not match ``NSIDE``.
+    """
+    path = _require_file(path)
+    error = None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            hm = _read_healpix_hdul(path, field)
+        except InputError as exc:
+            error = exc
+    truncated = [w for w in caught if "truncated" in str(w.message).lower()]
+    if truncated:  # astropy only warns; the data, if any, is incomplete
+        raise InputError(f"{path}: truncated FITS file ({truncated[0].message})") from None
+    if error is not None:
+        raise error
+    return hm
+
+
+def _read_healpix_hdul(path, field):
+    import healpy as hp
+    from astropy.io import fits
+
+    try:
+        hdul = fits.open(path, memmap=False)
+    except Exception as exc:  # astropy raises OSError, ValueError, ... for non-FITS bytes
+        raise InputError(f"{path}: not a readable FITS file ({type(exc).__name__}: {exc})") from None
+    with hdul:
+        try:
+            tables = [h for h in hdul if isinstance(h, fits.BinTableHDU)]
+            hdu = next((h for h in tables if str(h.header.get("PIXTYPE", "")).strip().upper() == "HEALPIX"), None)
+            if hdu is None:
+                hdu = next((h for h in tables if "NSIDE" in h.header), None)
+            if hdu is None:
+                what = "no binary table" if not tables else "no table with PIXTYPE = 'HEALPIX' or NSIDE"
+                raise InputError(f"{path}: not a HEALPix map ({what})")
+            hdr = hdu.header
+            if str(hdr.get("INDXSCHM", "IMPLICIT")).strip().upper() == "EXPLICIT" or \
+                    str(hdr.get("OBJECT", "")).strip().upper() == "PARTIAL":
+                raise InputError(f"{path}: partial-sky (explicit index) HEALPix map; write it as a full-sky map")
+            ordering = str(hdr.get("ORDERING", "")).strip().upper()
+            if ordering not in ("", "RING", "NESTED", "NEST"):
+                raise InputError(f"{path}: unknown HEALPix ORDERING {ordering!r} (expected RING or NESTED)")
+            n_fields = len(hdu.columns)
+            if not 0 <= field < n_fields:
+                raise InputError(f"{path}: no column {field} (the map has {n_fields})")
+            col = hdu.columns[field]
+            data = np.asarray(hdu.data.field(field))
+            values = data.astype(data.dtype.newbyteorder("="), copy=True).ravel()
+        except InputError:
+            raise
+        except Exception as exc:  # truncated data, bad table
+            raise InputError(f"{path}: unreadable HEALPix table ({type(exc).__name__}: {exc})") from None
+        if not hp.isnpixok(values.size):
+            raise InputError(f"{path}: not a HEALPix map ({values.size} pixels is not 12*Nside^2)")
+        nside = int(hp.npix2nside(values.size))
+        if "NSIDE" in hdr and int(hdr["NSIDE"]) != nside:
+            raise InputError(f"{path}: header NSIDE = {hdr['NSIDE']} but the table has {values.size} pixels "
+                             f"(Nside {nside}); truncated file?")
+        keep = fits.Header([c for c in hdr.cards if _keep_keyword(c.keyword)])
+        primary = fits.Header([c for c in hdul[0].header.cards if _keep_keyword(c.keyword)])
+        return HealpixMap(values=values, nside=nside, nest=ordering in ("NESTED", "NEST"),
+                          ordering_in_header=bool(ordering), unit=(col.unit or None), column=col.name or "T",
+                          header=keep, primary_header=primary)
+
+
+def _keep_keyword(key: str) -> bool:
+    key = key.upper()
+    if key in _STRUCTURAL:
+        return False
+    return not any(key.startswith(p) and key[len(p):].isdigit() for p in _COLUMN_PREFIXES)
+
+
+def write_healpix_fits(path, values, *, nest: bool = False, unit: str | None = None, column: str = "T",
+                       header=None, primary_header=None, history: str | None = None) -> Path:
+    """Write a full-sky HEALPix map to FITS atomically (healpy's layout: 1024 pixels per row).
+
+    Parameters
+    ----------
+    values : ndarray (12 Nside²,)
+        float32 is written as ``E``, float64 as ``D`` (other dtypes as float32).
+    nest : bool
+        ``ORDERING = 'NESTED'`` if true, else ``'RING'``.
+    unit, column
+        ``TUNIT1`` and ``TTYPE1``.
+    header, primary_header : astropy.io.fits.Header, optional
+        Extra keywords (e.g. :attr:`HealpixMap.header`) copied onto the map and primary HDUs.
+    history : str, optional
+        Appended as a ``HISTORY`` card.
+    """
+    import healpy as hp
+    from astropy.io import fits
+
+    values = np.asarray(values)
+    if values.ndim != 1 or not hp.isnpixok(values.size):
+        raise InputError(f"{path}: cannot write a HEALPix map of shape {values.shape}")
+    if values.dtype not in (np.float32, np.float64):
+        values = values.astype(np.float32)
+    npix = values.size
+    repeat = 1024 if npix % 1024 == 0 else 1
+    fmt = f"{repeat}{'E' if values.dtype == np.float32 else 'D'}"
+    col = fits.Column(name=column, format=fmt, unit=unit or None, array=values.reshape(npix // repeat, repeat))
+    hdu = fits.BinTableHDU.from_columns([col])
+    h = hdu.header
+    h["PIXTYPE"] = ("HEALPIX", "HEALPIX pixelisation")
+    h["ORDERING"] = ("NESTED" if nest else "RING", "Pixel ordering scheme, either RING or NESTED")
+    h["NSIDE"] = (int(hp.npix2nside(npix)), "Resolution parameter of HEALPIX")
+    h["FIRSTPIX"] = (0, "First pixel # (0 based)")
+    h["LASTPIX"] = (npix - 1, "Last pixel # (0 based)")
+    h["INDXSCHM"] = ("IMPLICIT", "Indexing: IMPLICIT or EXPLICIT")
+    if header is not None:
+        for card in header.cards:
+            if _keep_keyword(card.keyword):
+                h.append(card, end=True)
+    if "OBJECT" not in h:
+        h["OBJECT"] = ("FULLSKY", "Sky coverage, either FULLSKY or PARTIAL")
+    if history:
+        h.add_history(history)
+    primary = fits.PrimaryHDU()
+    if primary_header is not None:
+        for card in primary_header.cards:
+            if _keep_keyword(card.keyword):
+                primary.header.append(card, end=True)
+    with atomic_path(path) as tmp:
+        fits.HDUList([primary, hdu]).writeto(tmp)
+    return Path(path)
+
+
+# --------------------------------------------------------------------------------------------
+# .npy
+# --------------------------------------------------------------------------------------------
+def read_npy(path, *, ndims=(2, 3, 4)) -> np.ndarray:
+    """Load a numeric ``.npy`` array (no pickles) whose number of dimensions is in ``ndims``."""
+    path = _require_file(path)
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except Exception as exc:  # ValueError (pickled/corrupt), EOFError, OSError
+        raise InputError(f"{path}: not a readable .npy array ({type(exc).__name__}: {exc})") from None
+    if not isinstance(arr, np.ndarray) or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise InputError(f"{path}: expected a numeric array, got dtype {getattr(arr, 'dtype', type(arr))}")
+    if arr.ndim not in ndims:
+        raise InputError(f"{path}: expected an array with {' or '.join(map(str, ndims))} dimensions, "
+                         f"got shape {arr.shape}")
+    return arr
+
+
+def write_npy(path, arr) -> Path:
+    """Save ``arr`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, np.asarray(arr), allow_pickle=False)
+    return Path(path)
+
+
+# --------------------------------------------------------------------------------------------
+# PNG
+# --------------------------------------------------------------------------------------------
+def _png_levels(path) -> np.ndarray:
+    """Grey levels (H, W) float64 in [0, 255] of a PNG file."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = _require_file(path)
+    try:
+        with Image.open(path) as im:
+            if im.format != "PNG":
+                raise InputError(f"{path}: not a PNG image (format {im.format})")
+            im.load()
+            mode = im.mode
+            if mode == "P":
+                im = im.convert("RGBA")
+                mode = "RGBA"
+            arr = np.asarray(im)
+    except InputError:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise InputError(f"{path}: not a readable PNG image ({exc})") from None
+    if mode == "1":
+        return arr.astype(np.float64) * 255.0
+    if mode in ("I;16", "I;16B", "I;16L", "I"):
+        return arr.astype(np.float64) / 257.0
+    if mode in ("LA", "RGBA"):
+        alpha = arr[..., -1]
+        if (alpha != 255).any():
+            raise InputError(f"{path}: PNG has transparent pixels; save it without an alpha channel")
+        arr = arr[..., :-1]
+    if arr.ndim == 3:
+        if arr.shape[-1] == 1:
+            arr = arr[..., 0]
+        elif (arr[..., 1:] == arr[..., :1]).all():
+            arr = arr[..., 0]
+        else:
+            raise InputError(f"{path}: colour PNG; CoMBInE reads grey levels as temperature (save it as greyscale)")
+    if arr.ndim != 2:
+        raise InputError(f"{path}: unsupported PNG layout (mode {mode}, shape {arr.shape})")
+    return arr.astype(np.float64)
+
+
+def read_png(path, *, scale_uk: float = PNG_SCALE_UK) -> np.ndarray:
+    """PNG grey levels -> temperature (H, W) float32 μK: :math:`T = (g - 127.5)\\,s`."""
+    g = _png_levels(path)
+    return ((g - 127.5) * float(scale_uk)).astype(np.float32)
+
+
+def write_png(path, image_uk, *, scale_uk: float = PNG_SCALE_UK) -> int:
+    """Temperature (H, W) μK -> 8-bit grey PNG, :math:`g = \\mathrm{round}(T/s + 127.5)`.
+
+    Values beyond :math:`\\pm 127.5\\,s` (±500 μK by default) are clipped, with a
+    ``UserWarning`` giving their number. Returns the number of clipped pixels.
+    """
+    from PIL import Image
+
+    image = np.asarray(image_uk, dtype=np.float64)
+    if image.ndim == 3 and image.shape[0] == 1:
+        image = image[0]
+    if image.ndim != 2:
+        raise InputError(f"{path}: a PNG holds one (H, W) image, got shape {image.shape}")
+    g = np.rint(image / float(scale_uk) + 127.5)
+    clipped = int(((g < 0) | (g > 255)).sum())
+    if clipped:
+        warnings.warn(f"{path}: {clipped} pixels beyond ±{127.5 * scale_uk:.0f} μK clipped in the PNG", stacklevel=2)
+    with atomic_path(path) as tmp:
+        Image.fromarray(np.clip(g, 0, 255).astype(np.uint8)).save(os.fspath(tmp), format="PNG")
+    return clipped
+
+
+def read_png_mask(path) -> np.ndarray:
+    """PNG mask -> (H, W) float32, white (255) = 1 valid, black (0) = 0 hole; other levels are an error."""
+    g = _png_levels(path)
+    if g.max() <= 1.0 and not (g == 0).all():  # a 0/1 PNG (looks black) is also accepted
+        g = g * 255.0
+    bad = (g != 0) & (g != 255)
+    if bad.any():
+        raise InputError(f"{path}: mask PNG is not black and white ({int(bad.sum())} grey pixels, e.g. level "
+                         f"{g[bad][0]:.0f}); masks are binary: white = valid, black = hole")
+    return (g == 255).astype(np.float32)
+
+
+def write_png_mask(path, mask) -> Path:
+    """(H, W) binary mask -> black (hole) and white (valid) PNG."""
+    from PIL import Image
+
+    from .validation import as_binary_mask
+
+    m = as_binary_mask(mask, str(path))
+    if m.ndim != 2:
+        raise InputError(f"{path}: a PNG mask holds one (H, W) mask, got shape {m.shape}")
+    with atomic_path(path) as tmp:
+        Image.fromarray((m * 255).astype(np.uint8)).save(os.fspath(tmp), format="PNG")
+    return Path(path)
+
+
+__all__ = [
+    "PNG_SCALE_UK",
+    "HealpixMap",
+    "file_kind",
+    "read_healpix_fits",
+    "write_healpix_fits",
+    "read_npy",
+    "write_npy",
+    "read_png",
+    "write_png",
+    "read_png_mask",
+    "write_png_mask",
+]
