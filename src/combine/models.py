@@ -75,7 +75,8 @@ def resolve_model_dir(name_or_dir) -> Path:
     if "/" not in str(name_or_dir) and (shipped / CONFIG_FILE).is_file():
         return shipped
     known = ", ".join(list_pretrained()) or "none installed"
-    raise InputError(f"{name_or_dir}: no such model directory or shipped model (shipped: {known})")
+    raise InputError(f"{name_or_dir}: no such model directory, nor a shipped model in {PRETRAINED_DIR} "
+                     f"(shipped: {known})")
 
 
 def load_model(name_or_dir, device="cpu") -> "InpaintingModel":
@@ -97,14 +98,19 @@ def load_model(name_or_dir, device="cpu") -> "InpaintingModel":
         raise InputError(f"{cfg_path}: unreadable model config ({exc})") from None
     if not isinstance(config, dict) or not isinstance(config.get("architecture"), dict):
         raise InputError(f"{cfg_path}: model config has no 'architecture' table")
+    if config.get("format", MODEL_FORMAT) != MODEL_FORMAT:
+        raise InputError(f"{cfg_path}: unsupported model format {config.get('format')!r} (expected {MODEL_FORMAT!r})")
     try:
         unet = PConvUNet(**config["architecture"])
-    except (TypeError, ValueError, InputError) as exc:
+    except (TypeError, ValueError, RuntimeError, InputError) as exc:
         raise InputError(f"{cfg_path}: invalid architecture ({exc})") from None
     try:
         state = load_file(os.fspath(w_path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise InputError(f"{w_path}: corrupt or truncated weights ({exc})") from None
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise InputError(f"{w_path}: weights hold NaN or inf ({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''})")
     try:
         unet.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -114,7 +120,10 @@ def load_model(name_or_dir, device="cpu") -> "InpaintingModel":
     if config.get("encoder_bn_frozen"):
         unet.freeze_encoder_bn(True)
     unet.eval().to(torch.device(device))
-    return InpaintingModel(unet, config, directory)
+    try:
+        return InpaintingModel(unet, config, directory)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{cfg_path}: invalid patch_size or pixel_arcmin ({exc})") from None
 
 
 class InpaintingModel:
@@ -132,6 +141,8 @@ class InpaintingModel:
         self.patch_size = int(self.config.get("patch_size", 128))
         self.pixel_arcmin = float(self.config.get("pixel_arcmin", 1.7177))
         self.in_channels = int(unet.in_channels)
+        if self.patch_size < 1 or not (self.pixel_arcmin > 0):
+            raise ValueError(f"patch_size {self.patch_size}, pixel_arcmin {self.pixel_arcmin} must be > 0")
 
     def __repr__(self):
         return f"InpaintingModel({self.name!r}, preset={self.unet.preset!r}, patch_size={self.patch_size})"
@@ -147,6 +158,9 @@ class InpaintingModel:
 
         multiple = self.unet.input_size_multiple
         n, c, h, w = maps_nchw.shape
+        if int(batch_size) < 1:
+            raise InputError(f"batch_size: must be >= 1, got {batch_size}")
+        batch_size = int(batch_size)
         if h % multiple or w % multiple:
             raise InputError(f"{self.name}: map side {h}×{w} is not a multiple of {multiple} px")
         if c != self.in_channels:
@@ -155,7 +169,8 @@ class InpaintingModel:
         out = np.empty((n, c, h, w), np.float32)
         with torch.inference_mode():
             for i in range(0, n, batch_size):
-                m = torch.from_numpy(np.ascontiguousarray(masks_nchw[i:i + batch_size], np.float32))
+                # writable (torch warns on read-only arrays, e.g. broadcast masks)
+                m = torch.from_numpy(np.require(masks_nchw[i:i + batch_size], np.float32, ["C", "W"]))
                 x = torch.from_numpy(np.ascontiguousarray(np.where(masks_nchw[i:i + batch_size] > 0,
                                                                    maps_nchw[i:i + batch_size], 0.0),
                                                           np.float32))
