@@ -80,7 +80,7 @@ def check_healpix_inputs(hmap, hmask, map_source: str = "map", mask_source: str 
         valid = hmask == 1
         bad = ~valid & (hmask != 0)
         if bad.any():
-            example = hmask[bad][0]
+            example = hmask[bad][0].item()
             raise InputError(f"{mask_source}: mask is not binary ({int(bad.sum())} pixels other than 0 and 1, "
                              f"e.g. {example!r})")
         del bad

@@ -1,0 +1,253 @@
+"""``combine inpaint``: each input kind, and every bad input (exit 2, one line, no output file).
+
+The model is an untrained t128 (its fills are meaningless): these tests check the plumbing,
+valid-pixel identity and file metadata, not fill quality.
+"""
+
+import re
+
+import healpy as hp
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from combine.cli import main
+from combine.image_io import read_healpix_fits, read_png, write_png, write_png_mask
+
+NSIDE = 128  # 27.5' pixels: one- to few-pixel holes fit a 128 x 1.7177' patch
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    import torch
+
+    from combine.models import save_model
+    from combine.nn import PConvUNet
+
+    torch.manual_seed(0)
+    root = tmp_path_factory.mktemp("models")
+    save_model(PConvUNet("t128").eval(), root / "t128")
+    save_model(PConvUNet("t128", in_channels=3).eval(), root / "t128-3ch")
+    return root
+
+
+def _healpix_case(tmp_path, nest=False, name="map.fits", mask_nest=None, dtype=np.float32):
+    """A random map with 4 small holes (UNSEEN / NaN inside), written with healpy."""
+    rng = np.random.default_rng(0)
+    hmap = rng.normal(0, 100, hp.nside2npix(NSIDE)).astype(dtype)
+    mask = np.ones(hmap.size, np.float32)
+    for lon, lat in ((10, 10), (100, -30), (200, 60), (300, 0)):
+        mask[hp.query_disc(NSIDE, hp.ang2vec(lon, lat, lonlat=True), np.radians(0.4))] = 0
+    given = hmap.copy()
+    given[mask == 0] = hp.UNSEEN
+    given[np.flatnonzero(mask == 0)[:2]] = np.nan
+    order = hp.ring2nest(NSIDE, np.arange(hmap.size))
+    if nest:
+        g, m = np.empty_like(given), np.empty_like(mask)
+        g[order], m[order] = given, mask
+        given_file, mask_file = g, m
+    else:
+        given_file, mask_file = given, mask
+    hp.write_map(tmp_path / name, given_file, overwrite=True, nest=nest, dtype=dtype, column_units="uK",
+                 extra_header=[("TELESCOP", "SIMSKY", "test"), ("FREQ", 143, "GHz")])
+    mnest = nest if mask_nest is None else mask_nest
+    if mnest == nest:
+        mfile = mask_file
+    elif mnest:  # mask written NEST, map RING
+        mfile = np.empty_like(mask)
+        mfile[order] = mask
+    else:
+        mfile = mask
+    hp.write_map(tmp_path / "mask.fits", mfile, nest=mnest, dtype=np.float32, overwrite=True)
+    return given_file, mask_file
+
+
+def _run(capsys, *argv):
+    status = main(["inpaint", "--quiet", *map(str, argv)])
+    return status, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("nest", [False, True])
+def test_fits_healpix(tmp_path, capsys, models, nest):
+    given, mask = _healpix_case(tmp_path, nest=nest)
+    out = tmp_path / "out.fits"
+    status, err = _run(capsys, "--model", models / "t128", "--input", tmp_path / "map.fits",
+                       "--mask", tmp_path / "mask.fits", "--output", out, "--batch-size", "2")
+    assert status == 0, err
+    res = read_healpix_fits(out)
+    assert res.nest is nest and res.nside == NSIDE and res.unit == "uK" and res.values.dtype == np.float32
+    assert res.header["TELESCOP"] == "SIMSKY" and res.header["FREQ"] == 143
+    assert np.array_equal(res.values[mask > 0], given[mask > 0])
+    assert np.isfinite(res.values).all()
+
+
+def test_fits_gz_and_mask_in_other_ordering(tmp_path, capsys, models):
+    """A NEST mask for a RING map is reordered: same output as with a RING mask."""
+    _healpix_case(tmp_path, nest=False, mask_nest=False)
+    assert _run(capsys, "--model", models / "t128", "--input", tmp_path / "map.fits", "--mask",
+                tmp_path / "mask.fits", "--output", tmp_path / "a.fits")[0] == 0
+    _healpix_case(tmp_path, nest=False, mask_nest=True)
+    status, err = _run(capsys, "--model", models / "t128", "--input", tmp_path / "map.fits", "--mask",
+                       tmp_path / "mask.fits", "--output", tmp_path / "b.fits.gz")
+    assert status == 0, err
+    a, b = read_healpix_fits(tmp_path / "a.fits"), read_healpix_fits(tmp_path / "b.fits.gz")
+    assert not b.nest
+    np.testing.assert_array_equal(a.values, b.values)
+
+
+def test_npy_healpix_vector(tmp_path, capsys, models):
+    given, mask = _healpix_case(tmp_path)
+    np.save(tmp_path / "map.npy", given)
+    np.save(tmp_path / "mask.npy", mask)
+    status, err = _run(capsys, "--model", models / "t128", "--input", tmp_path / "map.npy",
+                       "--mask", tmp_path / "mask.npy", "--output", tmp_path / "out.npy")
+    assert status == 0, err
+    out = np.load(tmp_path / "out.npy")
+    assert out.shape == given.shape and np.array_equal(out[mask > 0], given[mask > 0])
+    assert np.isfinite(out).all()
+
+
+@pytest.mark.parametrize("shape, mask_shape", [((3, 128, 128), (3, 128, 128)), ((200, 150), (200, 150)),
+                                               ((2, 1, 64, 64), (2, 64, 64))])
+def test_npy_patches(tmp_path, capsys, models, shape, mask_shape):
+    rng = np.random.default_rng(1)
+    maps = rng.normal(0, 100, shape).astype(np.float32)
+    masks = np.ones(mask_shape, np.float32)
+    masks[..., 20:40, 30:50] = 0
+    maps_in = maps.copy()
+    hole = masks[:, None] == 0 if len(shape) == 4 and len(mask_shape) == 3 else masks == 0
+    maps_in[np.broadcast_to(hole, shape)] = np.nan
+    np.save(tmp_path / "p.npy", maps_in)
+    np.save(tmp_path / "m.npy", masks)
+    status, err = _run(capsys, "--model", models / "t128", "--input", tmp_path / "p.npy",
+                       "--mask", tmp_path / "m.npy", "--output", tmp_path / "o.npy")
+    assert status == 0, err
+    out = np.load(tmp_path / "o.npy")
+    valid = np.isfinite(maps_in)
+    assert out.shape == shape and out.dtype == np.float32 and np.isfinite(out).all()
+    assert np.array_equal(out[valid], maps_in[valid])
+
+
+def test_png_image(tmp_path, capsys, models):
+    rng = np.random.default_rng(2)
+    write_png(tmp_path / "i.png", np.clip(rng.normal(0, 100, (100, 150)), -450, 450))
+    mask = np.ones((100, 150))
+    mask[40:50, 60:90] = 0
+    write_png_mask(tmp_path / "m.png", mask)
+    for out in ("o.png", "o.npy"):
+        status, err = _run(capsys, "--model", models / "t128", "--input", tmp_path / "i.png",
+                           "--mask", tmp_path / "m.png", "--output", tmp_path / out)
+        assert status == 0, err
+    given = read_png(tmp_path / "i.png")
+    raw = np.load(tmp_path / "o.npy")
+    assert raw.shape == (100, 150) and np.array_equal(raw[mask > 0], given[mask > 0])
+    png = read_png(tmp_path / "o.png")
+    assert np.array_equal(png[mask > 0], given[mask > 0])  # grey levels survive exactly
+
+
+# ------------------------------------------------------------------ bad input
+def _bad_case(tmp_path, models, case):
+    """Files for one bad-input case; returns the argv (without the output)."""
+    model = models / "t128"
+    _healpix_case(tmp_path)
+    fits_args = ["--input", tmp_path / "map.fits", "--mask", tmp_path / "mask.fits"]
+    patches = np.random.default_rng(3).normal(0, 100, (2, 64, 64)).astype(np.float32)
+    pmask = np.ones((2, 64, 64), np.float32)
+    pmask[:, 10:20, 10:20] = 0
+    np.save(tmp_path / "p.npy", patches)
+    np.save(tmp_path / "m.npy", pmask)
+    npy_args = ["--input", tmp_path / "p.npy", "--mask", tmp_path / "m.npy"]
+    if case == "nside-mismatch":
+        hp.write_map(tmp_path / "mask.fits", np.ones(hp.nside2npix(NSIDE // 2), np.float32), overwrite=True)
+        return [model, *fits_args], "Nside 64"
+    if case == "shape-mismatch":
+        np.save(tmp_path / "m.npy", pmask[:, :32])
+        return [model, *npy_args], "does not match"
+    if case == "mask-not-binary-fits":
+        m = hp.read_map(tmp_path / "mask.fits")
+        m[100] = 0.5
+        hp.write_map(tmp_path / "mask.fits", m, overwrite=True)
+        return [model, *fits_args], "not binary"
+    if case == "mask-not-binary-npy":
+        pmask[0, 0, 0] = 2
+        np.save(tmp_path / "m.npy", pmask)
+        return [model, *npy_args], "not binary"
+    if case in ("nan-valid", "unseen-valid"):
+        m = hp.read_map(tmp_path / "map.fits")
+        m[np.flatnonzero(hp.read_map(tmp_path / "mask.fits") > 0)[7]] = np.nan if case == "nan-valid" else hp.UNSEEN
+        hp.write_map(tmp_path / "map.fits", m, overwrite=True, dtype=np.float32)
+        return [model, *fits_args], "valid \\(mask = 1\\) pixels hold NaN, inf or UNSEEN"
+    if case == "nan-valid-npy":
+        patches[1, 50, 50] = np.nan
+        np.save(tmp_path / "p.npy", patches)
+        return [model, *npy_args], "NaN, inf or UNSEEN"
+    if case == "fits-not-healpix":
+        fits.PrimaryHDU(np.zeros((64, 64), np.float32)).writeto(tmp_path / "img.fits")
+        return [model, "--input", tmp_path / "img.fits", "--mask", tmp_path / "mask.fits"], "not a HEALPix map"
+    if case == "model-corrupt":
+        bad = tmp_path / "bad-model"
+        bad.mkdir()
+        (bad / "config.json").write_text((model / "config.json").read_text())
+        (bad / "weights.safetensors").write_bytes(b"\x00garbage" * 10)
+        return [bad, *npy_args], "corrupt or truncated weights"
+    if case == "model-truncated":
+        bad = tmp_path / "trunc-model"
+        bad.mkdir()
+        (bad / "config.json").write_text((model / "config.json").read_text())
+        data = (model / "weights.safetensors").read_bytes()
+        (bad / "weights.safetensors").write_bytes(data[: len(data) // 2])
+        return [bad, *npy_args], "corrupt or truncated weights"
+    if case == "model-missing-config":
+        bad = tmp_path / "noconf-model"
+        bad.mkdir()
+        (bad / "weights.safetensors").write_bytes((model / "weights.safetensors").read_bytes())
+        return [bad, *npy_args], "missing config.json"
+    if case == "model-unknown":
+        return ["no-such-model", *npy_args], "no such model"
+    if case == "channels-npy":
+        return [models / "t128-3ch", *npy_args], "1 channel\\(s\\), model .* takes 3"
+    if case == "channels-npy-4d":
+        np.save(tmp_path / "p.npy", np.zeros((2, 3, 64, 64), np.float32))
+        return [model, *npy_args], "3 channel\\(s\\), model .* takes 1"
+    if case == "channels-fits":
+        return [models / "t128-3ch", *fits_args], "model takes 3 channels"
+    if case == "hole-too-large":
+        m = hp.read_map(tmp_path / "mask.fits")
+        m[hp.query_disc(NSIDE, hp.ang2vec(50, 50, lonlat=True), np.radians(3))] = 0
+        hp.write_map(tmp_path / "mask.fits", m, overwrite=True)
+        return [model, *fits_args], "hole of .* deg diameter .* too large"
+    if case == "mixed-kinds":
+        return [model, "--input", tmp_path / "p.npy", "--mask", tmp_path / "mask.fits"], "does not fit patch input"
+    if case == "missing-input":
+        return [model, "--input", tmp_path / "nope.fits", "--mask", tmp_path / "mask.fits"], "no such file"
+    raise AssertionError(case)
+
+
+BAD_CASES = ["nside-mismatch", "shape-mismatch", "mask-not-binary-fits", "mask-not-binary-npy", "nan-valid",
+             "unseen-valid", "nan-valid-npy", "fits-not-healpix", "model-corrupt", "model-truncated",
+             "model-missing-config", "model-unknown", "channels-npy", "channels-npy-4d", "channels-fits",
+             "hole-too-large", "mixed-kinds", "missing-input"]
+
+
+@pytest.mark.parametrize("case", BAD_CASES)
+def test_bad_input_exit_2_one_line_no_output(tmp_path, capsys, models, case):
+    argv, match = _bad_case(tmp_path, models, case)
+    model, *rest = argv
+    is_fits = any(str(a).endswith(".fits") for a in rest[1::2][:1])
+    out = tmp_path / ("out.fits" if is_fits else "out.npy")
+    before = set(tmp_path.iterdir())
+    status, err = _run(capsys, "--model", model, *rest, "--output", out)
+    assert status == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("combine inpaint: error: ")
+    assert re.search(match, lines[0]), lines[0]
+    assert not out.exists()
+    assert set(tmp_path.iterdir()) == before  # no temporary file left either
+
+
+def test_bad_output_extension(tmp_path, capsys, models):
+    _healpix_case(tmp_path)
+    status, err = _run(capsys, "--model", models / "t128", "--input", tmp_path / "map.fits",
+                       "--mask", tmp_path / "mask.fits", "--output", tmp_path / "out.png")
+    assert status == 2 and "written as .fits" in err and not (tmp_path / "out.png").exists()
