@@ -199,8 +199,10 @@ def _block_mean(a: np.ndarray, factor: int) -> np.ndarray:
     return a.reshape(a.shape[:-2] + (h // factor, factor, w // factor, factor)).mean(axis=(-3, -1))
 
 
-def plot_mask_preview(path, masks: np.ndarray, *, seed: int = 0, title: str = "") -> Path:
-    """Draw ``masks`` (k, H, W) in a grid over one simulated planck18 CMB patch; holes grey.
+def plot_mask_preview(path, masks: np.ndarray, *, seed: int = 0, title: str = "", labels=None,
+                      ncol: int = 4) -> Path:
+    """Draw ``masks`` (k, H, W) in a grid (``ncol`` wide) over one simulated planck18 CMB patch
+    (seed ``seed``); holes grey. ``labels`` prefix the panel titles (default ``#i``).
 
     Masks larger than :data:`PREVIEW_PANEL_PX` are block-averaged for display (a partly masked
     display pixel is drawn partly grey, so one-pixel holes stay visible), and the CMB is then
@@ -222,7 +224,7 @@ def plot_mask_preview(path, masks: np.ndarray, *, seed: int = 0, title: str = ""
     vmax = float(np.percentile(np.abs(sky), 99.5))
     grey = np.empty(masks.shape[1:] + (4,), np.float32)
     grey[..., :3] = to_rgb("0.55")
-    ncol = min(k, 4)
+    ncol = min(k, int(ncol))
     nrow = -(-k // ncol)
     fig = Figure(figsize=(max(4.0, 2.4 * ncol + 0.9), 2.5 * nrow + (0.4 if title else 0.1)), layout="constrained")
     axes = fig.subplots(nrow, ncol, squeeze=False)
@@ -234,7 +236,8 @@ def plot_mask_preview(path, masks: np.ndarray, *, seed: int = 0, title: str = ""
         im = ax.imshow(sky, cmap="RdBu_r", vmin=-vmax, vmax=vmax, interpolation="nearest")
         grey[..., 3] = 1.0 - masks[i]
         ax.imshow(grey, interpolation="nearest")
-        ax.set_title(f"#{i}: {100 * (1 - masks[i].mean()):.1f}% holes", fontsize=9)
+        label = f"#{i}" if labels is None else labels[i]
+        ax.set_title(f"{label}: {100 * (1 - masks[i].mean()):.1f}% holes", fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8, label="T [μK]")
