@@ -70,10 +70,10 @@ def random_shapes_mask(size: int = 128, rng=None) -> np.ndarray:
 
     The shapes are drawn on a canvas of at least :data:`SHAPE_CANVAS_MIN` px (``size`` times an
     odd integer factor) and block-averaged down, a pixel being a hole if more than half of it
-    is covered. OpenCV's rasterisation widens thin shapes by about a pixel, which at 128² drawn
-    directly is a large fraction of a 2-px line (0.241 mean coverage at 128² against 0.207 at
-    512² with the same shapes); on the fine canvas the mask is the same continuous figure at
-    every size, so a 512² mask is a 128² mask magnified.
+    is covered. OpenCV's rasterisation widens thin shapes by about a pixel, a large fraction of
+    a 2-px line at 128² (drawn directly, 1–9 shapes of each kind covered 0.241 of a 128² mask on
+    average but 0.207 of a 512² one); on the fine canvas the mask is the same continuous figure
+    at every size, so a 512² mask is a 128² mask magnified.
 
     Measured hole fraction (seed 1): 128², 10,000 masks: mean 0.249, standard deviation 0.081,
     5–95% range 0.11–0.38; 512², 2,000 masks: mean 0.251, standard deviation 0.081 (256²:
@@ -144,7 +144,7 @@ def point_source_mask(size: int = 128, rng=None, *, pixel_arcmin: float = PIXEL_
     Measured with the default 1.7177' pixels: a 3' hole covers 1–4 px, a 30' hole ≈ 240 px
     (π r², r = 8.7 px); hole fraction at 128² mean 0.031, standard deviation 0.021 (2,000
     masks), at 512² mean 0.033 (scaled source counts). At 0.5' pixels the equivalent
-    diameters of 400 isolated holes span 2.99–29.96' with median 9.5' (log-uniform: √(3·30) =
+    diameters of 363 isolated holes span 2.99–29.96' with median 9.5' (log-uniform: √(3·30) =
     9.49'); ``tests/test_masks.py`` checks this distribution.
     """
     size = _check_size(size)
