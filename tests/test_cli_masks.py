@@ -103,8 +103,6 @@ def _bad_cases(tmp_path, mask_dir):
     nonbinary = tmp_path / "nonbinary"
     nonbinary.mkdir()
     np.save(nonbinary / "m.npy", np.full((64, 64), 0.5))
-    a_file = tmp_path / "plain.txt"
-    a_file.write_text("x")
     return [
         (["--kind", "random", "--n", "0"], "--n"),
         (["--kind", "random", "--n", "-3"], "--n"),
