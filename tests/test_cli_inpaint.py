@@ -251,3 +251,18 @@ def test_bad_output_extension(tmp_path, capsys, models):
     status, err = _run(capsys, "--model", models / "t128", "--input", tmp_path / "map.fits",
                        "--mask", tmp_path / "mask.fits", "--output", tmp_path / "out.png")
     assert status == 2 and "written as .fits" in err and not (tmp_path / "out.png").exists()
+
+
+def test_field_selects_a_column_of_a_multi_column_map(tmp_path, capsys, models):
+    given, mask = _healpix_case(tmp_path)
+    q = np.where(mask > 0, 0.5 * np.nan_to_num(given, nan=0.0), hp.UNSEEN).astype(np.float32)
+    hp.write_map(tmp_path / "tq.fits", [given, q], column_names=["TEMPERATURE", "Q_POLARISATION"],
+                 column_units=["uK", "uK"], dtype=[np.float32, np.float32], overwrite=True)
+    status, err = _run(capsys, "--model", models / "t128", "--input", tmp_path / "tq.fits", "--field", "1",
+                       "--mask", tmp_path / "mask.fits", "--output", tmp_path / "q.fits")
+    assert status == 0, err
+    res = read_healpix_fits(tmp_path / "q.fits")
+    assert res.column == "Q_POLARISATION" and np.array_equal(res.values[mask > 0], q[mask > 0])
+    status, err = _run(capsys, "--model", models / "t128", "--input", tmp_path / "tq.fits", "--field", "2",
+                       "--mask", tmp_path / "mask.fits", "--output", tmp_path / "x.fits")
+    assert status == 2 and "no column 2 (the map has 2)" in err and not (tmp_path / "x.fits").exists()
