@@ -474,15 +474,22 @@ def evaluate_run(run_dir, maps, *, mask_specs=DEFAULT_MASK_SPECS, n_patches: int
     maps = _as_nhw(maps)[:n_patches]
     checkpoints = list_checkpoints(run_dir)
     out = []
+    wiener_rmse = {}
     if reference_methods:
         recs = evaluate(None, maps, methods=reference_methods, mask_specs=mask_specs, progress=False, **sky)
         out += [{**r, "epoch": None} for r in recs if r.get("ell_bin") is None]
+        wiener_rmse = {r["mask"]: r["value"] for r in recs
+                       if r["method"] == "wiener" and r["metric"] == "rmse_hole" and r["value"]}
     for epoch, directory in (progress_bar(checkpoints, desc="checkpoints") if progress else checkpoints):
         model = load_model(directory)
         recs = evaluate(model, maps, methods=("nn",), mask_specs=mask_specs, progress=False, **sky)
         for r in recs:
             if r.get("ell_bin") is None:
                 out.append({**r, "epoch": int(epoch), "checkpoint": directory.name})
+                if r["metric"] == "rmse_hole" and r["mask"] in wiener_rmse:
+                    out.append({**r, "metric": "rmse_hole_ratio_wiener", "value": r["value"] / wiener_rmse[r["mask"]],
+                                "epoch": int(epoch), "checkpoint": directory.name})
+                    out[-1].pop("err", None)
     return out
 
 
@@ -490,7 +497,8 @@ def evaluate_run(run_dir, maps, *, mask_specs=DEFAULT_MASK_SPECS, n_patches: int
 # Full-sky evaluation
 # --------------------------------------------------------------------------------------------
 
-def fullsky_spectra(truth_map, mask, filled_map, *, lmax: int | None = None, delta_ell: int = 20):
+def fullsky_spectra(truth_map, mask, filled_map, *, lmax: int | None = None, delta_ell: int = 20,
+                    iterations: int = 0):
     r"""Angular power spectra of a filled full-sky map against the truth and the masked sky.
 
     With :math:`C_\ell^X` the ``anafast`` spectrum of map :math:`X`,
@@ -503,6 +511,8 @@ def fullsky_spectra(truth_map, mask, filled_map, *, lmax: int | None = None, del
 
     with :math:`f_\mathrm{sky} = \langle M \rangle` (the naive pseudo-:math:`C_\ell` correction).
     The cosmic-variance error of a bin is :math:`\sqrt{2 / \sum_{\ell\in b}(2\ell+1)}`.
+    ``iterations`` is anafast's ``iter``: 0 (one spherical transform per map instead of the
+    seven of healpy's default 3) is enough for ratios, whose quadrature errors largely cancel.
 
     Returns
     -------
@@ -522,9 +532,10 @@ def fullsky_spectra(truth_map, mask, filled_map, *, lmax: int | None = None, del
     if f_sky <= 0:
         raise InputError("fullsky mask: no valid pixel")
     zero = np.where(m > 0, truth, 0.0)
-    cl_truth = hp.anafast(truth, lmax=lmax)
-    cl_filled = hp.anafast(filled, lmax=lmax)
-    cl_zero = hp.anafast(zero, lmax=lmax) / f_sky
+    it = int(iterations)
+    cl_truth = hp.anafast(truth, lmax=lmax, iter=it)
+    cl_filled = hp.anafast(filled, lmax=lmax, iter=it)
+    cl_zero = hp.anafast(zero, lmax=lmax, iter=it) / f_sky
     edges = np.arange(2, lmax + 2, delta_ell)
     if edges[-1] != lmax + 1:
         edges = np.append(edges, lmax + 1)
@@ -638,8 +649,12 @@ def cost_table(records, methods, masks) -> str:
 
 
 def write_figures(directory, ev: Evaluation, *, epoch_records=None, fullsky=None,
-                  fullsky_method: str = "filled") -> dict[str, list[str]]:
-    """Write every figure of a report into ``directory``; return {section: [file names]}."""
+                  fullsky_method: str = "filled", extra_figures=None) -> dict[str, list[str]]:
+    """Write every figure of a report into ``directory``; return {section: [file names]}.
+
+    ``extra_figures`` maps a report section (``"panels"``, ..., ``"fullsky"``) to a callable
+    ``writer(directory) -> file name`` that adds one figure to it.
+    """
     from . import plots
 
     directory = Path(directory)
@@ -676,10 +691,17 @@ def write_figures(directory, ev: Evaluation, *, epoch_records=None, fullsky=None
     if epoch_records:
         nn_rows = [r for r in epoch_records if r["method"] == "nn"]
         refs = [r for r in epoch_records if r["method"] != "nn"]
-        name = "epochs_rmse_hole.png"
-        plots.plot_metric_vs_epoch(directory / name, nn_rows, "rmse_hole", reference_records=refs or None,
-                                   ylabel="hole RMSE [μK]")
-        figs["epoch"].append(name)
+        for metric, kw in (("rmse_hole", dict(ylabel="hole RMSE [μK]", reference_records=refs or None)),
+                           ("rmse_hole_ratio_wiener", dict(ylabel="hole RMSE / Wiener", reference_value=1.0)),
+                           ("power_ratio_band", dict(ylabel=f"P ratio, ℓ∈[{POWER_BAND_ELL[0]:g},"
+                                                            f"{POWER_BAND_ELL[1]:g}]", logy=False,
+                                                     reference_value=1.0)),
+                           ("hole_variance_ratio", dict(ylabel="Var(fill) / Var(truth) in hole", logy=False,
+                                                        reference_value=1.0))):
+            if any(r["metric"] == metric for r in nn_rows):
+                name = f"epochs_{metric}.png"
+                plots.plot_metric_vs_epoch(directory / name, nn_rows, metric, **kw)
+                figs["epoch"].append(name)
     if fullsky is not None:
         name = "fullsky_spectrum_ratio.png"
         plots.plot_fullsky_ratio(directory / name, fullsky["ell"],
@@ -688,11 +710,14 @@ def write_figures(directory, ev: Evaluation, *, epoch_records=None, fullsky=None
                                  errors=fullsky["err"],
                                  title=f"full sky: anafast ratios (f_sky = {fullsky['f_sky']:.4f})")
         figs["fullsky"].append(name)
+    for section, writer in (extra_figures or {}).items():
+        figs.setdefault(section, []).append(writer(directory))
     return figs
 
 
 def report_markdown(ev: Evaluation, figs: dict, *, command: str, title: str = "CoMBInE evaluation",
-                    notes=(), epoch_records=None, fullsky=None, fullsky_method: str = "filled") -> str:
+                    notes=(), epoch_records=None, fullsky=None, fullsky_method: str = "filled",
+                    fullsky_summary: str | None = None) -> str:
     """The text of report.md (tables of the records, relative links to the figures)."""
     methods, masks = list(ev.methods), list(ev.mask_specs)
     n_by_mask = {}
@@ -737,6 +762,8 @@ def report_markdown(ev: Evaluation, figs: dict, *, command: str, title: str = "C
     for key, heading in sections:
         if figs.get(key):
             out += [f"## {heading}", ""]
+            if key == "fullsky" and fullsky_summary:
+                out += [fullsky_summary, ""]
             if key == "fullsky" and fullsky is not None:
                 sel = (fullsky["ell"] >= 30) & np.isfinite(fullsky["ratio_filled"])
                 out += [f"f_sky = {fullsky['f_sky']:.4f}. Mean ratio over ℓ ≥ 30: {fullsky_method} / truth "
@@ -753,8 +780,13 @@ def report_markdown(ev: Evaluation, figs: dict, *, command: str, title: str = "C
 
 def write_report(out_dir, ev: Evaluation, *, command: str, title: str = "CoMBInE evaluation", notes=(),
                  epoch_records=None, fullsky=None, fullsky_method: str = "filled",
-                 extra_records=()) -> Path:
-    """Write REPORT_DIR (report.md, PNG figures, results.json) atomically as one directory."""
+                 extra_records=(), fullsky_summary: str | None = None, extra_figures=None) -> Path:
+    """Write REPORT_DIR (report.md, PNG figures, results.json) atomically as one directory.
+
+    ``fullsky`` is the dict of :func:`fullsky_spectra` (with ``fullsky_summary`` a sentence for
+    its section); ``extra_records`` are appended to results.json; ``extra_figures`` as in
+    :func:`write_figures`.
+    """
     import json
 
     from .atomic import atomic_dir
@@ -765,9 +797,11 @@ def write_report(out_dir, ev: Evaluation, *, command: str, title: str = "CoMBInE
     records = list(ev.records) + list(epoch_records or []) + list(extra_records)
     with atomic_dir(out_dir) as tmp:
         tmp = Path(tmp)
-        figs = write_figures(tmp, ev, epoch_records=epoch_records, fullsky=fullsky, fullsky_method=fullsky_method)
+        figs = write_figures(tmp, ev, epoch_records=epoch_records, fullsky=fullsky, fullsky_method=fullsky_method,
+                             extra_figures=extra_figures)
         text = report_markdown(ev, figs, command=command, title=title, notes=notes,
-                               epoch_records=epoch_records, fullsky=fullsky, fullsky_method=fullsky_method)
+                               epoch_records=epoch_records, fullsky=fullsky, fullsky_method=fullsky_method,
+                               fullsky_summary=fullsky_summary)
         (tmp / "report.md").write_text(text, encoding="utf-8")
         (tmp / "results.json").write_text(json.dumps(_clean(records), indent=1, allow_nan=False) + "\n",
                                           encoding="utf-8")

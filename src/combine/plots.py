@@ -215,13 +215,17 @@ def plot_hole_histograms(path, truth_uk, filled_uk: dict, *, fits: dict | None =
     fig = Figure(figsize=(3.2 * ncol, 2.6 * nrow))
     axes = np.atleast_1d(fig.subplots(nrow, ncol, squeeze=False)).ravel()
     mu_t, sd_t = fits.get("truth", (float(truth.mean()), float(truth.std())))
+    truth_density = np.histogram(truth, bins=edges, density=True)[0]
     for ax, m in zip(axes, methods):
         v = np.asarray(filled_uk[m], dtype=np.float64).ravel()
-        heights, _, _ = ax.hist(truth, bins=edges, density=True, histtype="step", color="k", label="truth")
+        # np.histogram + stairs: one artist per histogram (ax.hist draws one patch per bin)
+        heights = truth_density
+        ax.stairs(heights, edges, color="k", label="truth")
         # a very smooth fill is a narrow spike: keep the truth's histogram readable
         ax.set_ylim(0, 2.5 * float(np.max(heights)) if np.max(heights) > 0 else None)
         ax.set_autoscaley_on(False)
-        ax.hist(v, bins=edges, density=True, alpha=0.45, color=method_colour(m), label=m)
+        ax.stairs(np.histogram(v, bins=edges, density=True)[0], edges, fill=True, alpha=0.45,
+                  color=method_colour(m), label=m)
         if sd_t > 0:
             ax.plot(xs, _gauss(xs, mu_t, sd_t), "k--", lw=0.8)
         mu, sd = fits.get(m, (float(v.mean()), float(v.std())))
@@ -241,12 +245,13 @@ def plot_hole_histograms(path, truth_uk, filled_uk: dict, *, fits: dict | None =
 
 
 def plot_metric_vs_epoch(path, epoch_records, metric: str = "rmse_hole", *, reference_records=None,
-                         ylabel: str | None = None) -> Path:
+                         ylabel: str | None = None, logy: bool = True,
+                         reference_value: float | None = None) -> Path:
     """A metric of each checkpoint of a training run against its epoch, one line per mask.
 
     ``epoch_records`` carry an ``epoch`` field; ``reference_records`` (e.g. the Wiener filter
     on the same patches, also with ``epoch`` absent) are drawn as dashed horizontal lines in the
-    colour of their mask.
+    colour of their mask; ``reference_value`` (e.g. 1 for ratios) as a black dashed line.
     """
     rows = [r for r in epoch_records if r["metric"] == metric and r.get("ell_bin") is None]
     masks = list(dict.fromkeys(r["mask"] for r in rows))
@@ -261,11 +266,14 @@ def plot_metric_vs_epoch(path, epoch_records, metric: str = "rmse_hole", *, refe
         for ref in reference_records or []:
             if ref["metric"] == metric and ref["mask"] == mk and ref.get("ell_bin") is None:
                 ax.axhline(ref["value"], color=colour, ls="--", lw=0.8)
+    if reference_value is not None:
+        ax.axhline(reference_value, color="k", ls="--", lw=0.8)
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel or metric)
-    ax.set_yscale("log")
-    ax.set_title(f"{metric} per checkpoint (dashed: {'Wiener filter' if reference_records else ''})",
-                 fontsize=10)
+    if logy:
+        ax.set_yscale("log")
+    dashed = "Wiener filter per mask" if reference_records else ("reference" if reference_value is not None else "")
+    ax.set_title(f"{metric} per checkpoint" + (f" (dashed: {dashed})" if dashed else ""), fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, ncol=2)
     return _save(fig, path)
