@@ -117,3 +117,105 @@ def test_dataset_file_input(tmp_path, capsys):
     assert status == 0, capsys.readouterr().err
     records = json.loads((out / "results.json").read_text())
     assert {r["n_patches"] for r in records} == {3}
+
+
+def test_radius_sweep_figures(tmp_path, capsys):
+    """--radius-sweep: the original CoMBInE's centred holes of 5 … 65 px, a figure per metric against radius.
+    The mean fill's hole RMSE grows with the radius (holes reach farther from the valid mean's support)."""
+    from combine.evaluate import RADIUS_SWEEP_PX
+
+    out = tmp_path / "rep"
+    status = main(["evaluate", "--quiet", "--model", "none", "--data", "simulate:2", "--out", str(out),
+                   "--methods", "mean,telea", "--radius-sweep"])
+    assert status == 0, capsys.readouterr().err
+    records = json.loads((out / "results.json").read_text())
+    radii = sorted({r["radius_px"] for r in records if r["metric"] == "rmse_hole" and r["method"] == "mean"})
+    assert radii == list(RADIUS_SWEEP_PX)
+    links = [line[line.index("(") + 1:-1] for line in (out / "report.md").read_text().splitlines()
+             if line.startswith("![")]
+    assert {"radius_rmse_hole.png", "radius_power_ratio_band.png", "radius_ks_statistic.png"} <= set(links)
+    rmse = {r["radius_px"]: r["value"] for r in records if r["metric"] == "rmse_hole" and r["method"] == "telea"}
+    assert rmse[5] < rmse[65]
+
+
+@pytest.fixture(scope="module")
+def training_run(tmp_path_factory):
+    """A fake training run: checkpoints/epoch-0001 and epoch-0002, random tiny models that differ."""
+    from combine.models import save_model
+    from combine.nn import PConvUNet
+
+    run = tmp_path_factory.mktemp("runs") / "run"
+    for epoch in (1, 2):
+        torch.manual_seed(epoch)
+        unet = PConvUNet("t128", levels=6, channels=[8, 16, 16, 16, 16, 16]).eval()
+        save_model(unet, run / "checkpoints" / f"epoch-{epoch:04d}", extra={"training": {"epoch": epoch}})
+    return run
+
+
+def test_metrics_against_epoch(tmp_path, model_dir, training_run, capsys):
+    """--run: every checkpoint evaluated on the same patches and masks, records with their
+    epoch (and the Wiener filter's reference, epoch None), figures of metrics against epoch; the
+    ratio to the Wiener filter is the checkpoint's RMSE over the reference's."""
+    out = tmp_path / "rep"
+    status = main(["evaluate", "--quiet", "--model", str(model_dir), "--data", "simulate:2", "--size", "64",
+                   "--out", str(out), "--methods", "nn,mean", "--masks", "circle-r4,circle-r8",
+                   "--run", str(training_run), "--epoch-patches", "2"])
+    assert status == 0, capsys.readouterr().err
+    records = json.loads((out / "results.json").read_text())
+    per_epoch = [r for r in records if r.get("epoch") is not None]
+    assert {r["epoch"] for r in per_epoch} == {1, 2}
+    assert {r["checkpoint"] for r in per_epoch} == {"epoch-0001", "epoch-0002"}
+    ref = {r["mask"]: r["value"] for r in records
+           if "epoch" in r and r["epoch"] is None and r["method"] == "wiener" and r["metric"] == "rmse_hole"}
+    assert set(ref) == {"circle-r4", "circle-r8"}
+    for e in (1, 2):
+        for mk in ("circle-r4", "circle-r8"):
+            rm = [r for r in per_epoch if r["epoch"] == e and r["mask"] == mk and r["metric"] == "rmse_hole"]
+            ra = [r for r in per_epoch if r["epoch"] == e and r["mask"] == mk and r["metric"] == "rmse_hole_ratio_wiener"]
+            assert len(rm) == len(ra) == 1
+            assert ra[0]["value"] == pytest.approx(rm[0]["value"] / ref[mk], rel=1e-9)
+    text = (out / "report.md").read_text()
+    assert "epochs 1–2" in text
+    for name in ("epochs_rmse_hole.png", "epochs_rmse_hole_ratio_wiener.png", "epochs_power_ratio_band.png"):
+        assert f"]({name})" in text and (out / name).stat().st_size > 1000
+
+
+def test_run_without_checkpoints_exit_2(tmp_path, model_dir, capsys):
+    (tmp_path / "empty_run").mkdir()
+    out = tmp_path / "rep"
+    status, err = _run(["--model", str(model_dir), "--data", "simulate:2", "--size", "64", "--out", str(out),
+                        "--run", str(tmp_path / "empty_run")], capsys)
+    assert status == 2 and "checkpoints" in err and not out.exists()
+
+
+def test_fullsky_map_and_mask(tmp_path, model_dir, capsys):
+    """--fullsky-map/--fullsky-mask: the model fills the HEALPix holes; anafast ratio records
+    (filled and zero-filled/f_sky, with the mask's f_sky) and their figure. A random model's
+    fill has no meaningful amplitude, so this checks the bookkeeping (smoke test)."""
+    hp = pytest.importorskip("healpy")
+    pytest.importorskip("combine.healpix_inpaint")
+    from combine.image_io import write_healpix_fits
+
+    nside = 128
+    rng = np.random.default_rng(0)
+    truth = rng.normal(scale=50.0, size=hp.nside2npix(nside))
+    mask = np.ones_like(truth)
+    for v in rng.normal(size=(5, 3)):
+        mask[hp.query_disc(nside, v / np.linalg.norm(v), np.radians(0.5))] = 0.0
+    write_healpix_fits(tmp_path / "map.fits", truth.astype(np.float32))
+    write_healpix_fits(tmp_path / "mask.fits", mask.astype(np.float32))
+    out = tmp_path / "rep"
+    status = main(["evaluate", "--quiet", "--model", str(model_dir), "--data", "simulate:1", "--size", "64",
+                   "--out", str(out), "--methods", "mean", "--masks", "circle-r4",
+                   "--fullsky-map", str(tmp_path / "map.fits"), "--fullsky-mask", str(tmp_path / "mask.fits")])
+    assert status == 0, capsys.readouterr().err
+    records = json.loads((out / "results.json").read_text())
+    fs = [r for r in records if r["metric"] == "fullsky_power_ratio"]
+    assert {r["method"] for r in fs} == {"nn", "zero_fsky"}
+    assert all(r["f_sky"] == pytest.approx(mask.mean()) for r in fs)
+    assert (out / "fullsky_spectrum_ratio.png").stat().st_size > 1000
+    # without a model the full sky cannot be filled: exit 2 before any work
+    status, err = _run(["--model", "none", "--data", "simulate:1", "--size", "64", "--out", str(tmp_path / "r2"),
+                        "--methods", "mean", "--masks", "circle-r4", "--fullsky-map", str(tmp_path / "map.fits"),
+                        "--fullsky-mask", str(tmp_path / "mask.fits")], capsys)
+    assert status == 2 and "needs a model" in err

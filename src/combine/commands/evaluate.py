@@ -188,34 +188,54 @@ def resolve_methods_and_masks(args, has_model: bool):
 
 
 def _read_healpix(path, what):
-    from ..sky import healpix as hpmod
+    """A HEALPix FITS map (:func:`combine.image_io.read_healpix_fits`) as float64 in RING order.
 
-    reader = getattr(hpmod, "read_healpix_map", None) or getattr(hpmod, "read_map", None)
-    if reader is not None:
-        return np.asarray(reader(path), dtype=np.float64)
+    Masked pixels holding UNSEEN/NaN are kept as they are (the caller validates).
+    """
     import healpy as hp
 
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{p}: no such {what} file")
-    try:
-        return np.asarray(hp.read_map(str(p)), dtype=np.float64)
-    except Exception as exc:  # healpy raises many types for bad files
-        raise InputError(f"{p}: cannot read HEALPix {what} ({type(exc).__name__}: {exc})") from None
+    from ..image_io import read_healpix_fits
+
+    hm = read_healpix_fits(path)
+    values = np.asarray(hm.values, dtype=np.float64)
+    if hm.nest:
+        values = hp.reorder(values, n2r=True)
+    return values
 
 
-def fill_fullsky(model, sky_map, mask, *, seed=0, **sky):
-    """Fill a HEALPix map's holes with the model (combine.healpix_inpaint) or, without a model,
-    a diffusive fill on the sphere. Returns (filled map, method label)."""
-    from .. import healpix_inpaint as hpi
+def _read_fullsky(map_path, mask_path):
+    """(truth map, binary mask float64) from --fullsky-map/--fullsky-mask, validated."""
+    sky_map = _read_healpix(map_path, "map")
+    hmask = _read_healpix(mask_path, "mask")
+    if sky_map.shape != hmask.shape:
+        raise InputError(f"{mask_path}: mask has {hmask.size} pixels, map has {sky_map.size}")
+    from ..validation import as_binary_mask
 
-    masked = np.where(mask > 0, sky_map, 0.0)
-    if model is not None:
-        return np.asarray(hpi.inpaint_healpix(model, masked, mask), dtype=np.float64), "nn"
-    fill = getattr(hpi, "diffusive_fill_healpix", None)
-    if fill is None:
+    hmask = as_binary_mask(hmask, str(mask_path)).astype(np.float64)
+    if not hmask.any():
+        raise InputError(f"{mask_path}: mask has no valid (=1) pixel")
+    if not np.all(np.isfinite(sky_map)) or np.any(sky_map < -1e30):
+        raise InputError(f"{map_path}: the truth map must be complete (no NaN/UNSEEN pixel)")
+    return sky_map, hmask
+
+
+def fill_fullsky(model, sky_map, mask, *, batch_size=16):
+    """Fill a HEALPix map's holes with the model (:func:`combine.evaluate.fill_healpix`).
+
+    Returns (filled map, method label); InputError without a model or without the HEALPix
+    pipeline.
+    """
+    import healpy as hp
+
+    from ..evaluate import fill_healpix
+
+    if model is None:
         raise InputError("--fullsky-map: a full-sky fill needs a model (--model is 'none')")
-    return np.asarray(fill(masked, mask), dtype=np.float64), "diffusive"
+    masked = np.where(mask > 0, sky_map, hp.UNSEEN)
+    filled = fill_healpix(model, masked, mask, batch_size=batch_size, progress=True)
+    if filled is None:
+        raise InputError("--fullsky-map: this installation has no HEALPix inpainting (combine.healpix_inpaint)")
+    return filled, "nn"
 
 
 def run(args):
@@ -244,6 +264,14 @@ def run(args):
     if model is not None:
         ev_mod.check_model_fits(model, size, source=str(args.model))
 
+    if args.run_dir is not None:
+        ev_mod.list_checkpoints(args.run_dir)  # a run without checkpoints fails before any work
+    fullsky_input = None
+    if args.fullsky_map is not None:
+        if model is None:
+            raise InputError("--fullsky-map: a full-sky fill needs a model (--model is 'none')")
+        fullsky_input = _read_fullsky(args.fullsky_map, args.fullsky_mask)
+
     need_cl = any(m in ("wiener", "gcr") for m in methods) or args.run_dir is not None
     cl_uk2 = _cl_for(sky) if need_cl else None
     sky_kw = dict(pixel_arcmin=sky["pixel_arcmin"], beam_fwhm_arcmin=sky["beam_fwhm_arcmin"],
@@ -259,17 +287,9 @@ def run(args):
     fullsky = None
     fullsky_records = []
     fullsky_method = "filled"
-    if args.fullsky_map is not None:
-        sky_map = _read_healpix(args.fullsky_map, "map")
-        hmask = _read_healpix(args.fullsky_mask, "mask")
-        if sky_map.shape != hmask.shape:
-            raise InputError(f"{args.fullsky_mask}: mask has {hmask.size} pixels, map has {sky_map.size}")
-        from ..validation import as_binary_mask
-
-        hmask = as_binary_mask(hmask, str(args.fullsky_mask)).astype(np.float64)
-        if not np.all(np.isfinite(sky_map)) or np.any(sky_map < -1e30):
-            raise InputError(f"{args.fullsky_map}: the truth map must be complete (no NaN/UNSEEN pixel)")
-        filled, fullsky_method = fill_fullsky(model, sky_map, hmask, seed=args.seed)
+    if fullsky_input is not None:
+        sky_map, hmask = fullsky_input
+        filled, fullsky_method = fill_fullsky(model, sky_map, hmask, batch_size=args.batch_size)
         fullsky = ev_mod.fullsky_spectra(sky_map, hmask, filled)
         fullsky_records = ev_mod.fullsky_records(fullsky, method=fullsky_method)
 
