@@ -14,7 +14,6 @@ output says so loudly. ``--small`` is a quick check of the pipeline (tests), not
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import tempfile
 import time
@@ -130,19 +129,6 @@ def point_source_mask_healpix(nside: int, n_sources: int, rng, radius_arcmin=SOU
     return mask
 
 
-def fill_healpix(model, hmap, hmask, *, batch_size: int, progress: bool):
-    """Fill a RING HEALPix map's holes with the model via :mod:`combine.healpix_inpaint`.
-
-    Returns the filled map (float64), or None when that module is not installed.
-    """
-    if importlib.util.find_spec("combine.healpix_inpaint") is None:
-        return None
-    from ..healpix_inpaint import inpaint_healpix
-
-    out = inpaint_healpix(model, hmap, hmask, nest=False, batch_size=batch_size, progress=progress)
-    return np.asarray(out, dtype=np.float64)
-
-
 def _hole_zoom(truth, hmask, filled, nside: int, *, size: int = PATCH_SIZE, pixel_arcmin: float = PIXEL_ARCMIN):
     """Gnomonic cut-outs (nearest HEALPix pixel) of truth, mask and fill around the largest hole.
 
@@ -181,7 +167,7 @@ def fullsky_demo(model, *, nside, n_sources, seed, batch_size, cl_uk2, step):
     step(f"full sky: filling {n_sources} point-source holes ({int(hole.sum()):,} pixels, "
          f"radii {SOURCE_RADIUS_ARCMIN[0]:g}–{SOURCE_RADIUS_ARCMIN[1]:g}') with the model")
     t0 = time.perf_counter()
-    filled = fill_healpix(model, masked, hmask, batch_size=batch_size, progress=True)
+    filled = ev_mod.fill_healpix(model, masked, hmask, batch_size=batch_size, progress=True)
     seconds = time.perf_counter() - t0
     if filled is None:
         return None
