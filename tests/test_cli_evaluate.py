@@ -52,6 +52,8 @@ def test_results_json(report):
     by = {(r["method"], r["mask"], r["metric"]): r for r in records if r.get("ell_bin") is None}
     assert by[("wiener", "circle-r4", "rmse_hole_ratio_wiener")]["value"] == pytest.approx(1.0)
     assert by[("nn", "random", "rmse_hole")]["n_patches"] == 2
+    # the one-off precision matrix is timed apart from the per-patch cost
+    assert by[("wiener", "all", "seconds_precision_matrix")]["value"] > 0
     # the exact Wiener filter beats filling with the mean on every mask
     for k in ("circle-r4", "circle-r8", "random"):
         assert by[("wiener", k, "rmse_hole")]["value"] < by[("mean", k, "rmse_hole")]["value"]

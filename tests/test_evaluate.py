@@ -198,3 +198,23 @@ def test_write_report_is_atomic(tmp_path, maps, monkeypatch):
         E.write_report(out, ev, command="x")
     assert not out.exists()
     assert [p.name for p in tmp_path.iterdir()] == []
+
+
+def test_summary_table_hand_made():
+    """README table: radii ascending whatever the record order, ratio to Wiener, power ratio on the
+    chosen masks, cost = mean over the mask sets; absent methods are skipped."""
+    recs = []
+    for mk, radius in (("circle-r16", 16), ("circle-r4", 4), ("random", None)):
+        for m, rmse, cost in (("wiener", 10.0, 1.0), ("mean", 40.0, 0.001)):
+            extra = {"radius_px": radius} if radius else {}
+            recs += [{"method": m, "mask": mk, "metric": "rmse_hole", "value": rmse * (2 if mk == "random" else 1), **extra},
+                     {"method": m, "mask": mk, "metric": "rmse_hole_ratio_wiener", "value": rmse / 10.0, **extra},
+                     {"method": m, "mask": mk, "metric": "seconds_per_patch", "value": cost * (3 if mk == "random" else 1)},
+                     {"method": m, "mask": mk, "metric": "power_ratio_band", "value": 0.5 if m == "mean" else 0.9}]
+    recs.append({"method": "mean", "mask": "random", "metric": "power_ratio", "value": 99.0, "ell_bin": 500.0})
+    text = E.summary_table(recs, power_masks=("random",))
+    lines = text.splitlines()
+    assert lines[0] == "| method | RMSE r = 4 px | RMSE r = 16 px | RMSE random | P ratio random | s / patch |"
+    assert lines[2] == "| Wiener filter (exact) | 10 (1.00×) | 10 (1.00×) | 20 (1.00×) | 0.900 | 1.7 |"
+    assert lines[3] == "| mean fill | 40 (4.00×) | 40 (4.00×) | 80 (4.00×) | 0.500 | 0.0017 |"
+    assert len(lines) == 4  # nn, gcr, ... absent

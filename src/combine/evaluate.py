@@ -26,7 +26,9 @@ metrics), ``err`` (1σ error), ``truth`` (the same statistic of the true hole pi
 * ``gauss_mu_hole`` / ``gauss_sigma_hole`` — Gaussian fit of the filled hole-pixel values
   (``truth``: the fit of the true ones);
 * ``seconds_per_patch`` — wall time of the fill divided by the number of patches (includes the
-  one-off factorisation of the Wiener filter / GCR for the mask geometry: ``setup`` notes it).
+  factorisation of the Wiener filter / GCR for the mask geometry: ``setup`` notes it);
+* ``seconds_precision_matrix`` (mask ``"all"``) — the one-off precision matrix of the sky that
+  the Wiener filter and GCR share (not in ``seconds_per_patch``).
 
 Centred circles are one geometry per radius, so the Wiener filter factorises once per radius and
 reuses it across patches; random and point-source masks differ per patch, so every patch costs a
@@ -359,6 +361,21 @@ def run_evaluation(model, maps, *, methods=ALL_METHODS, mask_specs=DEFAULT_MASK_
 
     ev = Evaluation(methods=methods, mask_specs=tuple(s.name for s in specs),
                     sky={k: v for k, v in sky.items() if k != "cl_uk2"})
+    exact = [m for m in baseline_names if m in ("wiener", "gcr")]
+    if exact:
+        # The one-off precision matrix of the sky (minutes at 128²) is timed on its own, so that
+        # seconds_per_patch is the per-geometry factorisation plus the per-patch solve.
+        from .baselines.wiener import get_filter
+
+        t0 = time.perf_counter()
+        get_filter((size, size), pixel_arcmin=sky["pixel_arcmin"], beam_fwhm_arcmin=sky["beam_fwhm_arcmin"],
+                   noise_uk_arcmin=sky["noise_uk_arcmin"], cl_uk2=cl_uk2).precision
+        setup = time.perf_counter() - t0
+        for m in exact:
+            ev.records.append({"method": m, "mask": "all", "metric": "seconds_precision_matrix", "value": setup,
+                               "n_patches": int(n), "n_pixels": int(size * size)})
+        ev.notes.append(f"wiener/gcr: the {size * size}² pixel precision matrix took {setup:.1f} s once "
+                        "(shared by both; not included in seconds per patch)")
     jobs = [(s, m) for s in specs for m in methods]
     bar = progress_bar(total=len(jobs), desc="evaluate") if progress else None
     rng = np.random.default_rng(seed)
@@ -396,10 +413,11 @@ def run_evaluation(model, maps, *, methods=ALL_METHODS, mask_specs=DEFAULT_MASK_
             cell, samples = cell_metrics(filled, target, masks, pixel_arcmin=sky["pixel_arcmin"], rng=rng)
             for r in cell:
                 ev.records.append({"method": method, **common, **r})
-            setup = "one factorisation per geometry, amortised" if spec.same_geometry else "one factorisation per patch"
+            setup_note = ("one factorisation per geometry, amortised" if spec.same_geometry
+                          else "one factorisation per patch")
             ev.records.append({"method": method, **common, "metric": "seconds_per_patch",
                                "value": seconds / n_use, "seconds_total": seconds,
-                               **({"setup": setup} if method in ("wiener", "gcr") else {})})
+                               **({"setup": setup_note} if method in ("wiener", "gcr") else {})})
             rmse_by_method[method] = next(r["value"] for r in cell if r["metric"] == "rmse_hole")
             ev.examples[spec.name]["filled"][method] = filled[ex].copy()
             hs = ev.hole_samples[spec.name]
@@ -640,6 +658,56 @@ def results_table(records, methods, masks) -> str:
     return "\n".join(lines)
 
 
+#: Rows of the README summary table, in this order (those present in the records).
+SUMMARY_METHODS = ("nn", "wiener", "gcr", "diffusive", "biharmonic", "telea", "ns", "mean")
+METHOD_LABELS = {"nn": "CoMBInE (PConv UNet)", "wiener": "Wiener filter (exact)",
+                 "gcr": "constrained realisation", "diffusive": "diffusive", "biharmonic": "biharmonic",
+                 "telea": "OpenCV Telea", "ns": "OpenCV Navier–Stokes", "mean": "mean fill"}
+
+
+def _fmt_num(value: float) -> str:
+    """3 significant digits, integers from 1000 up (no exponent below 1e6)."""
+    return f"{value:.0f}" if 1000 <= abs(value) < 1e6 else f"{value:.3g}"
+
+
+def summary_table(records, *, methods=SUMMARY_METHODS, power_masks=("circle-r32", "random"),
+                  labels=None) -> str:
+    """The README results table: per method, the hole RMSE (μK, with its ratio to the Wiener
+    filter) for each centred circle (ascending radius) and the random masks, the power ratio
+    ``power_ratio_band`` on ``power_masks``, and the cost per patch (mean over the mask sets).
+    """
+    labels = dict(METHOD_LABELS if labels is None else labels)
+    scalar = [r for r in records if r.get("ell_bin") is None and r.get("epoch") is None]
+    present = [m for m in methods if any(r["method"] == m and r["metric"] == "rmse_hole" for r in scalar)]
+    circles = sorted({(r["radius_px"], r["mask"]) for r in scalar
+                      if r["metric"] == "rmse_hole" and r.get("radius_px") is not None})
+    rmse_masks = [mk for _, mk in circles] + [mk for mk in ("random", "points")
+                                              if any(r["mask"] == mk and r["metric"] == "rmse_hole" for r in scalar)]
+    power_masks = [mk for mk in power_masks if any(r["mask"] == mk for r in scalar)]
+    head = (["method"] + [f"RMSE {mk.replace('circle-r', 'r = ')} px" if mk.startswith("circle-r") else f"RMSE {mk}"
+                          for mk in rmse_masks]
+            + [f"P ratio {mk.replace('circle-r', 'r = ')}" for mk in power_masks] + ["s / patch"])
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+    for m in present:
+        cells = [labels.get(m, m)]
+        for mk in rmse_masks:
+            r = _lookup(scalar, m, mk, "rmse_hole")
+            q = _lookup(scalar, m, mk, "rmse_hole_ratio_wiener")
+            cell = "–" if r is None or r["value"] is None else _fmt_num(r["value"])
+            if q is not None and q["value"] is not None and r is not None:
+                cell += f" ({q['value']:.2f}×)"
+            cells.append(cell)
+        for mk in power_masks:
+            r = _lookup(scalar, m, mk, "power_ratio_band")
+            cells.append("–" if r is None or r["value"] is None else
+                         (f"{r['value']:.3f}" if r["value"] < 10 else _fmt_num(r["value"])))
+        costs = [r["value"] for r in scalar if r["method"] == m and r["metric"] == "seconds_per_patch"
+                 and r["mask"] in rmse_masks]
+        cells.append(f"{np.mean(costs):.2g}" if costs else "–")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def metric_table(records, methods, masks, metric, digits=3) -> str:
     """Markdown table of one scalar metric, methods × masks."""
     lines = ["| method | " + " | ".join(masks) + " |", "|---|" + "---:|" * len(masks)]
@@ -775,8 +843,13 @@ def report_markdown(ev: Evaluation, figs: dict, *, command: str, title: str = "C
     out += ["## Hole RMSE [μK] (ratio to the Wiener filter) and cost", "",
             "Pooled over all hole pixels of all patches. `s/patch`: wall time per patch, mean over the "
             "mask sets (Wiener/GCR include their factorisation: once per radius for centred circles, "
-            "once per patch for random masks).", "",
+            "once per patch for random masks; the one-off precision matrix is listed above).", "",
             results_table(ev.records, methods, masks), "",
+            "## Summary (README table)", "",
+            "Hole RMSE [μK] (× the exact Wiener filter's), power ratio in ℓ ∈ "
+            f"[{POWER_BAND_ELL[0]:g}, {POWER_BAND_ELL[1]:g}] (1 = right power), cost per patch.", "",
+            summary_table(ev.records, methods=[m for m in SUMMARY_METHODS if m in methods]
+                          + [m for m in methods if m not in SUMMARY_METHODS]), "",
             f"## Power ratio, mean over ℓ ∈ [{POWER_BAND_ELL[0]:g}, {POWER_BAND_ELL[1]:g}]", "",
             "Ratio of the summed apodised flat-sky spectra of filled and true patches (1 = right power; "
             "a smooth fill lacks small-scale power inside the hole).", "",
