@@ -28,12 +28,20 @@ Presets (``PRESETS``):
 * ``t128``: 7 levels, kernels 7,5,3,3,3,3,3, channels 32,64,128,128,128,128,128
   (the original CoMBInE ``PConv_Unet_model_100.py``), 128×128 patches;
 * ``t128-fr``: ``t128`` with a 32-channel 5×5 full-resolution stem;
+* ``t128-pf``: ``t128-fr`` predicting a correction to a harmonic prefill (below);
 * ``t512``: 8 levels, kernels 7,5,5,3,3,3,3,3, channels 64,128,256,512×5 (the paper and
   ``PConv_Unet_model.py``), 512×512 images.
 
-Parameter counts (one input channel): t128 2,038,474; t128-fr 2,039,603; t512 32,857,738.
+Parameter counts (one input channel): t128 2,038,474; t128-fr 2,039,603; t128-pf 2,039,612;
+t512 32,857,738.
 The last decoder partial conv outputs the map channels directly (NVIDIA's layout; PConv-Keras
 adds a 1×1 convolution with a sigmoid for RGB, not used here).
+
+Optional prefill (``prefill="harmonic"``, :mod:`combine.nn.prefill`): the harmonic (diffusive)
+interpolation of the hole from the valid pixels is computed without gradient, enters the last
+decoder level as an always-valid input (like the stem), and is added to its output, whose
+weights start at zero: ``y = T_harm + f(T_v, M)``. An untrained network then fills holes as
+diffusive inpainting does, and training learns the correction towards the conditional mean.
 
 Masks travel one channel wide (see :mod:`combine.nn.partial_conv`): each tensor is masked once
 (at low resolution before upsampling) and reused.
@@ -49,12 +57,15 @@ from torch import nn
 
 from ..errors import InputError
 from .partial_conv import PartialConv2d, mask_features
+from .prefill import harmonic_fill
 
 PRESETS: dict[str, dict] = {
     "t128": dict(levels=7, kernels=[7, 5, 3, 3, 3, 3, 3], channels=[32, 64, 128, 128, 128, 128, 128],
                  stem_channels=0),
     "t128-fr": dict(levels=7, kernels=[7, 5, 3, 3, 3, 3, 3], channels=[32, 64, 128, 128, 128, 128, 128],
                     stem_channels=32),
+    "t128-pf": dict(levels=7, kernels=[7, 5, 3, 3, 3, 3, 3], channels=[32, 64, 128, 128, 128, 128, 128],
+                    stem_channels=32, prefill="harmonic"),
     "t512": dict(levels=8, kernels=[7, 5, 5, 3, 3, 3, 3, 3],
                  channels=[64, 128, 256, 512, 512, 512, 512, 512], stem_channels=0),
 }
@@ -114,7 +125,8 @@ class PConvUNet(nn.Module):
 
     def __init__(self, preset: str = "t128", in_channels: int = 1, *, levels=None, kernels=None,
                  channels=None, input_scale_uk: float = 100.0, input_offset_uk: float = 0.0,
-                 stem_channels=None, stem_kernel: int = 5, decoder_kernel: int = 3):
+                 stem_channels=None, stem_kernel: int = 5, decoder_kernel: int = 3, prefill=None,
+                 prefill_sweeps: int = 24):
         super().__init__()
         if preset not in PRESETS:
             raise InputError(f"preset: unknown UNet preset {preset!r} (known: {', '.join(PRESETS)})")
@@ -125,6 +137,9 @@ class PConvUNet(nn.Module):
         kernels = _fit_list(base["kernels"] if kernels is None else kernels, levels, "kernels")
         channels = _fit_list(base["channels"] if channels is None else channels, levels, "channels")
         stem_channels = int(base["stem_channels"] if stem_channels is None else stem_channels)
+        prefill = base.get("prefill", "none") if prefill is None else str(prefill)
+        if prefill not in ("none", "harmonic"):
+            raise InputError(f"prefill: unknown prefill {prefill!r} (known: none, harmonic)")
         if not (input_scale_uk > 0):
             raise InputError(f"input_scale_uk: must be > 0, got {input_scale_uk}")
         if in_channels < 1 or stem_channels < 0 or min(channels) < 1:
@@ -135,6 +150,7 @@ class PConvUNet(nn.Module):
         self.input_scale_uk, self.input_offset_uk = float(input_scale_uk), float(input_offset_uk)
         self.stem_channels, self.stem_kernel = stem_channels, int(stem_kernel)
         self.decoder_kernel = int(decoder_kernel)
+        self.prefill, self.prefill_sweeps = prefill, int(prefill_sweeps)
         self._encoder_bn_frozen = False
 
         c_in = self.in_channels
@@ -153,6 +169,7 @@ class PConvUNet(nn.Module):
                 dec.append(_Level(up_ch + channels[i - 1], channels[i - 1], self.decoder_kernel, 1, bn=True))
             else:
                 stem_in = stem_channels + 1 if stem_channels else 0  # stem features + stem mask
+                stem_in += c_in if prefill != "none" else 0  # the prefilled map
                 dec.append(_Level(up_ch + c_in + stem_in, c_in, self.decoder_kernel, 1, bn=False,
                                   multi_channel_mask=True))
         self.decoder = nn.ModuleList(dec)
@@ -162,6 +179,12 @@ class PConvUNet(nn.Module):
             # values at hole edges are large and would otherwise go straight to the output).
             with torch.no_grad():
                 self.decoder[0].conv.weight[:, channels[0] + c_in:].zero_()
+        if prefill != "none":
+            # start exactly at the prefill: the correction is zero until training moves it
+            with torch.no_grad():
+                self.decoder[0].conv.weight.zero_()
+                if self.decoder[0].conv.bias is not None:
+                    self.decoder[0].conv.bias.zero_()
 
     # ------------------------------------------------------------------ configuration
     @property
@@ -182,6 +205,8 @@ class PConvUNet(nn.Module):
             "stem_channels": self.stem_channels,
             "stem_kernel": self.stem_kernel,
             "decoder_kernel": self.decoder_kernel,
+            "prefill": self.prefill,
+            "prefill_sweeps": self.prefill_sweeps,
         }
 
     def freeze_encoder_bn(self, frozen: bool = True) -> "PConvUNet":
@@ -259,6 +284,10 @@ class PConvUNet(nn.Module):
             stem, stem_mask = self.stem.forward_masked(x0, [m0], [self.in_channels])
             stem = F.relu(stem, inplace=True)  # 0 under its holes already (pconv gives 0, relu(0) = 0)
 
+        prefilled = None
+        if self.prefill == "harmonic":
+            prefilled = harmonic_fill(x0, m0, sweeps=self.prefill_sweeps)
+
         feats, masks = [], []
         h, m = x0, m0
         for level in self.encoder:
@@ -286,11 +315,15 @@ class PConvUNet(nn.Module):
                     # jump by (C + K + 33)/33 ≈ 2 across the stem's hole edge, right at the
                     # output, which has no batch norm to absorb it.
                     parts.append((torch.cat([stem, stem_mask], dim=1), None))
+                if prefilled is not None:
+                    parts.append((prefilled, None))
             h, m = level.conv.forward_masked(torch.cat([p for p, _ in parts], dim=1),
                                              [q for _, q in parts], [p.shape[1] for p, _ in parts])
             if level.bn is not None:
                 h = F.leaky_relu(level.bn(h), LEAKY_SLOPE, inplace=True)
                 h = mask_features(h, m)  # masked at low resolution, before upsampling
+        if prefilled is not None:
+            h = h + prefilled
         return h * self.input_scale_uk + self.input_offset_uk
 
     @torch.no_grad()
