@@ -15,7 +15,7 @@ torch.set_num_threads(1)
 PARAM_COUNTS = {"t128": 2_038_474, "t128-fr": 2_039_603, "t128-pf": 2_039_612, "t512": 32_857_738}
 
 
-def expected_param_count(kernels, channels, in_ch=1, stem=0, stem_kernel=5, dec_k=3):
+def expected_param_count(kernels, channels, in_ch=1, stem=0, stem_kernel=5, dec_k=3, prefill=False):
     """Count from the architecture description (independent of the module code)."""
     n, prev = 0, in_ch
     for i, (k, c) in enumerate(zip(kernels, channels)):
@@ -24,7 +24,7 @@ def expected_param_count(kernels, channels, in_ch=1, stem=0, stem_kernel=5, dec_
     for i in range(len(channels) - 1, 0, -1):
         cin, cout = channels[i] + channels[i - 1], channels[i - 1]
         n += dec_k * dec_k * cin * cout + cout + 2 * cout
-    n += dec_k * dec_k * (channels[0] + in_ch + (stem + 1 if stem else 0)) * in_ch + in_ch
+    n += dec_k * dec_k * (channels[0] + in_ch + (stem + 1 if stem else 0) + (in_ch if prefill else 0)) * in_ch + in_ch
     if stem:
         n += stem_kernel * stem_kernel * in_ch * stem + stem
     return n
@@ -43,7 +43,8 @@ def test_parameter_counts(preset):
     cfg = PRESETS[preset]
     n_params = sum(p.numel() for p in net.parameters())
     assert n_params == PARAM_COUNTS[preset]
-    assert n_params == expected_param_count(cfg["kernels"], cfg["channels"], stem=cfg["stem_channels"])
+    assert n_params == expected_param_count(cfg["kernels"], cfg["channels"], stem=cfg["stem_channels"],
+                                            prefill=cfg.get("prefill", "none") != "none")
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
