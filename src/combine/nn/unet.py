@@ -29,6 +29,7 @@ Presets (``PRESETS``):
   (the original CoMBInE ``PConv_Unet_model_100.py``), 128×128 patches;
 * ``t128-fr``: ``t128`` with a 32-channel 5×5 full-resolution stem;
 * ``t128-pf``: ``t128-fr`` predicting a correction to a harmonic prefill (below);
+* ``t128-bh``: the same with a biharmonic prefill (the shipped ``planck18-t128``);
 * ``t512``: 8 levels, kernels 7,5,5,3,3,3,3,3, channels 64,128,256,512×5 (the paper and
   ``PConv_Unet_model.py``), 512×512 images.
 
@@ -37,8 +38,8 @@ t512 32,857,738.
 The last decoder partial conv outputs the map channels directly (NVIDIA's layout; PConv-Keras
 adds a 1×1 convolution with a sigmoid for RGB, not used here).
 
-Optional prefill (``prefill="harmonic"``, :mod:`combine.nn.prefill`): the harmonic (diffusive)
-interpolation of the hole from the valid pixels is computed without gradient, enters the last
+Optional prefill (``prefill="harmonic"`` or ``"biharmonic"``, :mod:`combine.nn.prefill`): the
+harmonic (diffusive) or biharmonic interpolation of the hole from the valid pixels is computed without gradient, enters the last
 decoder level as an always-valid input (like the stem), and is added to its output, whose
 weights start at zero: ``y = T_harm + f(T_v, M)``. An untrained network then fills holes as
 diffusive inpainting does, and training learns the correction towards the conditional mean.
@@ -57,7 +58,7 @@ from torch import nn
 
 from ..errors import InputError
 from .partial_conv import PartialConv2d, mask_features
-from .prefill import harmonic_fill
+from .prefill import prefill_map
 
 PRESETS: dict[str, dict] = {
     "t128": dict(levels=7, kernels=[7, 5, 3, 3, 3, 3, 3], channels=[32, 64, 128, 128, 128, 128, 128],
@@ -66,6 +67,8 @@ PRESETS: dict[str, dict] = {
                     stem_channels=32),
     "t128-pf": dict(levels=7, kernels=[7, 5, 3, 3, 3, 3, 3], channels=[32, 64, 128, 128, 128, 128, 128],
                     stem_channels=32, prefill="harmonic"),
+    "t128-bh": dict(levels=7, kernels=[7, 5, 3, 3, 3, 3, 3], channels=[32, 64, 128, 128, 128, 128, 128],
+                    stem_channels=32, prefill="biharmonic"),
     "t512": dict(levels=8, kernels=[7, 5, 5, 3, 3, 3, 3, 3],
                  channels=[64, 128, 256, 512, 512, 512, 512, 512], stem_channels=0),
 }
@@ -138,8 +141,8 @@ class PConvUNet(nn.Module):
         channels = _fit_list(base["channels"] if channels is None else channels, levels, "channels")
         stem_channels = int(base["stem_channels"] if stem_channels is None else stem_channels)
         prefill = base.get("prefill", "none") if prefill is None else str(prefill)
-        if prefill not in ("none", "harmonic"):
-            raise InputError(f"prefill: unknown prefill {prefill!r} (known: none, harmonic)")
+        if prefill not in ("none", "harmonic", "biharmonic"):
+            raise InputError(f"prefill: unknown prefill {prefill!r} (known: none, harmonic, biharmonic)")
         if not (input_scale_uk > 0):
             raise InputError(f"input_scale_uk: must be > 0, got {input_scale_uk}")
         if in_channels < 1 or stem_channels < 0 or min(channels) < 1:
@@ -285,8 +288,8 @@ class PConvUNet(nn.Module):
             stem = F.relu(stem, inplace=True)  # 0 under its holes already (pconv gives 0, relu(0) = 0)
 
         prefilled = None
-        if self.prefill == "harmonic":
-            prefilled = harmonic_fill(x0, m0, sweeps=self.prefill_sweeps)
+        if self.prefill != "none":
+            prefilled = prefill_map(self.prefill, x0, m0, sweeps=self.prefill_sweeps)
 
         feats, masks = [], []
         h, m = x0, m0
