@@ -10,7 +10,7 @@ interpolant of the hole, as Planck's point-source "diffusive" fill and
 :func:`combine.baselines.diffusive_fill`) and training only has to learn what the harmonic
 interpolant misses (the CMB is not harmonic: the optimum is the Wiener filter).
 
-``biharmonic`` (:func:`biharmonic_fill`) solves :math:`\Delta^2 T = 0` in the hole with
+``biharmonic`` (:func:`biharmonic_fill`) solves :math:`\\Delta^2 T = 0` in the hole with
 scikit-image (``inpaint_biharmonic``, a sparse direct solve per hole, on the CPU): the CMB at 5′
 resolution is smooth on the 1.7′ pixel scale, and the biharmonic interpolant is much closer to
 the Wiener filter than the harmonic one. Measured on 16 planck18 patches (1 μK·arcmin noise),
@@ -85,7 +85,7 @@ def harmonic_fill(x: torch.Tensor, mask: torch.Tensor, sweeps: int = DEFAULT_SWE
 
 @torch.no_grad()
 def biharmonic_fill(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Biharmonic interpolation (:math:`\Delta^2 T = 0` in the hole) of ``x`` (N, C, H, W).
+    """Biharmonic interpolation (:math:`\\Delta^2 T = 0` in the hole) of ``x`` (N, C, H, W).
 
     ``mask`` (N, 1 or C, H, W), 1 = valid; hole values of ``x`` are ignored; valid pixels are
     returned unchanged. Runs scikit-image per map on the CPU (float64), result on ``x``'s device.
