@@ -21,7 +21,7 @@ File layout (every table and key optional)::
              grad_clip, freeze_encoder_bn, single_image, log_every_steps, image_every_steps,
              precision, tensorboard, keep_checkpoints, device
     [model]  preset, in_channels, levels, kernels, channels, stem_channels, stem_kernel,
-             decoder_kernel, input_scale_uk, input_offset_uk      (PConvUNet arguments)
+             decoder_kernel, input_scale_uk, input_offset_uk, prefill, prefill_sweeps (PConvUNet arguments)
     [loss]   preset, vgg_weights, [loss.weights] term = weight    (build_loss arguments)
 
 An unknown table or key, or a value of the wrong type, raises :class:`InputError` naming the
@@ -119,6 +119,9 @@ class ModelConfig:
     decoder_kernel: int = 3
     input_scale_uk: float = 100.0
     input_offset_uk: float = 0.0
+    #: classical first guess the network corrects: "none", "harmonic", "biharmonic"
+    prefill: Optional[str] = None
+    prefill_sweeps: int = 24
 
     def unet_kwargs(self) -> dict:
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}

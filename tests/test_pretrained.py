@@ -1,0 +1,73 @@
+"""The shipped model ``planck18-t128``: loadable by name, documented config, and a regression
+guard on its weights (hole RMSE against mean fill and diffusive fill on fixed patches)."""
+
+import numpy as np
+import pytest
+
+import combine
+from combine.baselines import diffusive_fill, mean_fill
+from combine.masks import circle_mask, generate_masks
+from combine.models import PRETRAINED_DIR, list_pretrained
+from combine.sky.flat import simulate_flat_patches
+
+NAME = "planck18-t128"
+
+
+@pytest.fixture(scope="module")
+def model():
+    return combine.load_model(NAME)
+
+
+@pytest.fixture(scope="module")
+def patches():
+    # fixed set: 12 planck18 patches with the evaluation noise level
+    return simulate_flat_patches(12, size=128, noise_uk_arcmin=1.0, seed=20261125)
+
+
+def _rmse_hole(filled, truth, mask):
+    hole = np.broadcast_to(mask < 0.5, truth.shape)
+    return float(np.sqrt(np.mean((filled[hole] - truth[hole]) ** 2)))
+
+
+def test_shipped_model_is_listed_and_small():
+    assert NAME in list_pretrained()
+    size_mb = sum(p.stat().st_size for p in (PRETRAINED_DIR / NAME).iterdir()) / 2 ** 20
+    assert size_mb < 20
+
+
+def test_config_records_data_masks_loss_stages_and_evaluation(model):
+    cfg = model.config
+    assert cfg["architecture"]["preset"] == "t128-bh" and cfg["architecture"]["prefill"] == "biharmonic"
+    assert model.patch_size == 128 and model.pixel_arcmin == pytest.approx(1.7177)
+    assert cfg["loss"]["preset"] == "mmse"
+    assert cfg["sky"]["beam_fwhm_arcmin"] == pytest.approx(5.0)
+    assert set(cfg["training"]["mask_mix"]) == {"random", "circle", "points"}
+    stages = cfg["shipped"]["stages"]
+    assert [s["stage"] for s in stages] == [1, 2]
+    assert all(s["steps"] > 0 for s in stages)
+    assert cfg["encoder_bn_frozen"] is True  # the last stage froze the encoder batch norm
+    ev = cfg["shipped"]["evaluation"]
+    assert {"circle-r4", "circle-r8", "circle-r16", "circle-r32"} <= set(ev["rmse_hole_uk"]["nn"])
+
+
+@pytest.mark.parametrize("kind", ["circle-r4", "circle-r8", "points"])
+def test_beats_mean_and_diffusive_fill(model, patches, kind):
+    """Regression guard: hole RMSE at most MARGIN × the mean fill's and the diffusive fill's."""
+    if kind == "points":
+        masks = generate_masks("points", len(patches), 128, seed=11)
+    else:
+        masks = np.repeat(circle_mask(128, float(kind.split("-r")[1]))[None], len(patches), axis=0)
+    nn = _rmse_hole(model.inpaint(patches, masks), patches, masks)
+    mean = _rmse_hole(mean_fill(patches, masks), patches, masks)
+    diffusive = _rmse_hole(diffusive_fill(patches, masks), patches, masks)
+    assert nn < MARGIN_MEAN * mean, (nn, mean)
+    assert nn < MARGIN_DIFFUSIVE[kind] * diffusive, (nn, diffusive)
+
+
+def test_valid_pixels_untouched_and_hole_values_irrelevant(model, patches):
+    masks = generate_masks("random", 4, 128, seed=3)
+    a = model.inpaint(patches[:4], masks)
+    poisoned = np.where(masks > 0, patches[:4], np.nan).astype(np.float32)
+    b = model.inpaint(poisoned, masks)
+    assert np.array_equal(a[masks > 0], patches[:4][masks > 0])
+    np.testing.assert_allclose(a, b, atol=1e-3)
