@@ -43,7 +43,8 @@ def test_config_records_data_masks_loss_stages_and_evaluation(model):
     assert cfg["sky"]["beam_fwhm_arcmin"] == pytest.approx(5.0)
     assert set(cfg["training"]["mask_mix"]) == {"random", "circle", "points"}
     stages = cfg["shipped"]["stages"]
-    assert [s["stage"] for s in stages] == [1, 2]
+    assert stages[0]["stage"] == 1 and stages[-1]["stage"] == 2
+    assert stages[-1]["encoder_bn_frozen"] and not stages[0]["encoder_bn_frozen"]
     assert all(s["steps"] > 0 for s in stages)
     assert cfg["encoder_bn_frozen"] is True  # the last stage froze the encoder batch norm
     ev = cfg["shipped"]["evaluation"]
