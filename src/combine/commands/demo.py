@@ -30,10 +30,14 @@ RANDOM_MODEL_WARNING = (f"WARNING: the shipped model '{SHIPPED_MODEL}' is not in
 FULLSKY_MISSING = ("full sky skipped: combine.healpix_inpaint is not available in this installation "
                    "(the HEALPix inpainting pipeline); the patch evaluation is complete")
 
-#: Defaults of the full run, chosen so that the demo takes a few minutes on 2 CPU cores
-#: (measured: see the module docstring of combine.evaluate and the README).
+#: Defaults of the full run, chosen so that the demo takes a few minutes on 2 CPU cores. The
+#: largest cost is the exact Wiener filter's one-off 16384² precision matrix (Cholesky +
+#: inverse, float64: about 2–3 minutes on 2 cores, 4.3 GB peak); then each random-shape patch
+#: needs its own hole factorisation (~1–2 s, shared with the GCR while the geometry cache of
+#: 1 GB holds them: 6 patches do). Measured on the 2-core machine while two other jobs used
+#: the CPU: 587 s wall, 484 s CPU (with 12 random patches); without contention about half.
 DEFAULT_N_PATCHES = 48
-DEFAULT_N_RANDOM = 12
+DEFAULT_N_RANDOM = 6
 DEFAULT_NSIDE = 1024
 DEFAULT_N_SOURCES = 300
 #: Point-source hole radii (arcmin), log-uniform; as in Planck's point-source masks most are small.
