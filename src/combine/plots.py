@@ -180,6 +180,9 @@ def plot_power_ratio(path, records, mask_spec: str, *, methods=None) -> Path:
             x, y = map(np.asarray, zip(*pts))
             ax.plot(x, y, marker=".", label=m, color=method_colour(m))
     ax.axhline(1.0, color="k", lw=0.8, ls="--")
+    values = np.array([r["value"] for r in rows if r["value"] is not None and r["value"] > 0])
+    if values.size and (values.max() > 5 or values.min() < 0.2):
+        ax.set_yscale("log")  # one wild method (e.g. an untrained model) must not flatten the others
     ax.set_xlabel("multipole ℓ")
     ax.set_ylabel("P_fill / P_target")
     ax.set_title(f"power-spectrum ratio, mask {mask_spec}", fontsize=10)
