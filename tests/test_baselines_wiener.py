@@ -305,10 +305,14 @@ def test_precision_disk_cache(monkeypatch, tmp_path):
     monkeypatch.setattr(wiener, "DISK_CACHE_MIN_PIXELS", 1)
     monkeypatch.setattr(wiener, "_PRECISION_CACHE", type(wiener._PRECISION_CACHE)())
     sky = dict(SKY, noise_uk_arcmin=2.5)  # a configuration no other test uses
-    q = WienerFilter(SIZE, cl_uk2=CL, **sky).precision.numpy().copy()
+    first = WienerFilter(SIZE, cl_uk2=CL, **sky)
+    assert first.precision_source == "compute"
+    q = first.precision.numpy().copy()
+    assert first.precision_source == "memory"
     files = list((tmp_path / "wiener").glob("*.npy"))
     assert len(files) == 1 and not list((tmp_path / "wiener").glob("*tmp*"))
     wiener._PRECISION_CACHE.clear()
+    assert WienerFilter(SIZE, cl_uk2=CL, **sky).precision_source == "disk"
 
     def fail(*args, **kwargs):
         raise AssertionError("recomputed although cached on disk")

@@ -207,6 +207,15 @@ class WienerFilter:
             self._q = q
         return q
 
+    @property
+    def precision_source(self) -> str:
+        """Where :attr:`precision` comes from now: ``"memory"``, ``"disk"`` (the cache under
+        ``$COMBINE_CACHE_DIR/wiener/``) or ``"compute"`` (Cholesky + inverse: minutes at 128²)."""
+        if self._q is not None or self._key in _PRECISION_CACHE:
+            return "memory"
+        path = _disk_cache_path(self._key) if self.shape[0] * self.shape[1] >= DISK_CACHE_MIN_PIXELS else None
+        return "disk" if path is not None and path.exists() else "compute"
+
     # -- per-geometry factorisation ------------------------------------------------------------
     def _check_mask(self, mask) -> np.ndarray:
         from ..validation import as_binary_mask
