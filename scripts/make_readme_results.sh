@@ -7,8 +7,8 @@
 # N_PATCHES fresh planck18 patches (128², 1.7177' pixels, 5' beam, 1 μK·arcmin noise; seed 1)
 # are filled with centred holes of radius 4, 8, 16, 32 px and random shapes (N_RANDOM patches)
 # by the model, the exact Wiener filter, the constrained realisation and the classical fills.
-# Default N_PATCHES = 200, N_RANDOM = 32: about 6 minutes on 2 CPU cores (the 16384² Wiener
-# precision matrix alone takes about 2 of them).
+# Default N_PATCHES = 200, N_RANDOM = 32: a few minutes on 2 CPU cores (the 16384² Wiener
+# precision matrix alone takes about 2; it is cached on disk for later runs).
 set -eu
 COMBINE=${COMBINE:-.venv/bin/combine}
 PY=${PY:-.venv/bin/python}

@@ -61,7 +61,7 @@ def main(argv=None) -> int:
                "disk": f"read in {precision['value']:.0f} s from the disk cache of an earlier run",
                "memory": "already in memory"}.get(precision.get("source"), f"{precision['value']:.0f} s")
         lines += ["The Wiener filter and the constrained realisation share a one-off 16384² precision matrix "
-                  f"({how}; computing it takes 2–3 minutes on 2 cores), not included in their cost per "
+                  f"({how}; computing it takes about 2 minutes on 2 free cores), not included in their cost per "
                   "patch; each hole geometry then costs one Cholesky factorisation (once per radius for "
                   "centred holes, once per patch for random masks).", ""]
     lines += ["Made by `sh scripts/make_readme_results.sh`, which ran:", "", "```", command, "```", "",

@@ -34,8 +34,9 @@ FULLSKY_MISSING = ("full sky skipped: combine.healpix_inpaint is not available i
 #: largest cost is the exact Wiener filter's one-off 16384² precision matrix (Cholesky +
 #: inverse, float64: about 2–3 minutes on 2 cores, 4.3 GB peak); then each random-shape patch
 #: needs its own hole factorisation (~1–2 s, shared with the GCR while the geometry cache of
-#: 1 GB holds them: 6 patches do). Measured on the 2-core machine while two other jobs used
-#: the CPU: 587 s wall, 484 s CPU (with 12 random patches); without contention about half.
+#: 1 GB holds them: 6 patches do). Measured on the 2-core machine, empty caches, shipped model:
+#: 189 s wall (precision matrix 109 s, full sky 25 s), 4.7 GB peak; 483 s while other jobs used
+#: the CPU. ``make demo`` from a fresh clone adds ~80 s of installation.
 DEFAULT_N_PATCHES = 48
 DEFAULT_N_RANDOM = 6
 DEFAULT_NSIDE = 1024
