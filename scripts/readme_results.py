@@ -59,7 +59,7 @@ def main(argv=None) -> int:
     if precision is not None:
         how = {"compute": f"computed in {precision['value']:.0f} s here",
                "disk": f"read in {precision['value']:.0f} s from the disk cache of an earlier run",
-               "memory": "already in memory"}.get(precision.get("source"), f"{precision['value']:.0f} s")
+               "memory": "already in memory"}.get(precision.get("source"), f"{precision['value']:.0f} s in this run, maybe read from the disk cache")
         lines += ["The Wiener filter and the constrained realisation share a one-off 16384² precision matrix "
                   f"({how}; computing it takes about 2 minutes on 2 free cores), not included in their cost per "
                   "patch; each hole geometry then costs one Cholesky factorisation (once per radius for "
