@@ -12,3 +12,34 @@ os.environ.setdefault("COMBINE_CACHE_DIR", os.path.join(os.path.dirname(__file__
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A small randomly initialised PConv UNet (6 levels, 8–16 channels) saved as a model dir:
+    takes 64² and 128² patches; its outputs are finite but meaningless."""
+    import torch
+
+    from combine.models import save_model
+    from combine.nn import PConvUNet
+
+    torch.manual_seed(0)
+    unet = PConvUNet("t128", levels=6, channels=[8, 16, 16, 16, 16, 16]).eval()
+    d = tmp_path_factory.mktemp("models") / "tiny"
+    save_model(unet, d, extra={"note": "random init for tests"})
+    return d
+
+
+@pytest.fixture(scope="session")
+def untrained_models(tmp_path_factory):
+    """Directory holding two untrained t128 model dirs: ``t128`` (T) and ``t128-3ch`` (3 channels)."""
+    import torch
+
+    from combine.models import save_model
+    from combine.nn import PConvUNet
+
+    torch.manual_seed(0)
+    root = tmp_path_factory.mktemp("untrained")
+    save_model(PConvUNet("t128").eval(), root / "t128")
+    save_model(PConvUNet("t128", in_channels=3).eval(), root / "t128-3ch")
+    return root

@@ -9,23 +9,12 @@ import torch
 from combine.cli import main
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    """A randomly initialised small PConv UNet (6 levels: takes 64² patches) saved as a model dir."""
-    from combine.models import save_model
-    from combine.nn import PConvUNet
-
-    torch.manual_seed(0)
-    unet = PConvUNet("t128", levels=6, channels=[8, 16, 16, 16, 16, 16]).eval()
-    d = tmp_path_factory.mktemp("models") / "tiny"
-    save_model(unet, d, extra={"note": "random init for tests"})
-    return d
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory, model_dir):
+def report(tmp_path_factory, tiny_model_dir):
     out = tmp_path_factory.mktemp("eval") / "report"
-    status = main(["evaluate", "--model", str(model_dir), "--data", "simulate:4", "--size", "64",
+    status = main(["evaluate", "--model", str(tiny_model_dir), "--data", "simulate:4", "--size", "64",
                    "--out", str(out), "--methods", "nn,wiener,mean", "--masks", "circle-r4,circle-r8,random",
                    "--n-random", "2", "--quiet", "--seed", "1"])
     assert status == 0
@@ -70,17 +59,17 @@ def _run(args, capsys):
     (["--masks", "circle-r200"], "no valid pixel"),
     (["--n-patches", "0"], "--n-patches"),
 ])
-def test_bad_arguments_exit_2(tmp_path, model_dir, capsys, extra, message):
+def test_bad_arguments_exit_2(tmp_path, tiny_model_dir, capsys, extra, message):
     out = tmp_path / "rep"
-    status, err = _run(["--model", str(model_dir), "--data", "simulate:2", "--size", "64", "--out", str(out)] + extra,
+    status, err = _run(["--model", str(tiny_model_dir), "--data", "simulate:2", "--size", "64", "--out", str(out)] + extra,
                        capsys)
     assert status == 2 and message in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
 
 
-def test_missing_data_and_model(tmp_path, model_dir, capsys):
+def test_missing_data_and_model(tmp_path, tiny_model_dir, capsys):
     out = tmp_path / "rep"
-    status, err = _run(["--model", str(model_dir), "--data", str(tmp_path / "nope.h5"), "--out", str(out)], capsys)
+    status, err = _run(["--model", str(tiny_model_dir), "--data", str(tmp_path / "nope.h5"), "--out", str(out)], capsys)
     assert status == 2 and "nope.h5" in err
     status, err = _run(["--model", str(tmp_path / "no-model"), "--data", "simulate:2", "--size", "64",
                         "--out", str(out)], capsys)
@@ -91,10 +80,10 @@ def test_missing_data_and_model(tmp_path, model_dir, capsys):
     assert not out.exists()
 
 
-def test_model_data_size_mismatch(tmp_path, model_dir, capsys):
+def test_model_data_size_mismatch(tmp_path, tiny_model_dir, capsys):
     """A 6-level UNet needs multiples of 64 px: 96² patches are refused before any work."""
     out = tmp_path / "rep"
-    status, err = _run(["--model", str(model_dir), "--data", "simulate:2", "--size", "96", "--out", str(out)], capsys)
+    status, err = _run(["--model", str(tiny_model_dir), "--data", "simulate:2", "--size", "96", "--out", str(out)], capsys)
     assert status == 2 and "64" in err
     assert not out.exists()
 
@@ -154,12 +143,12 @@ def training_run(tmp_path_factory):
     return run
 
 
-def test_metrics_against_epoch(tmp_path, model_dir, training_run, capsys):
+def test_metrics_against_epoch(tmp_path, tiny_model_dir, training_run, capsys):
     """--run: every checkpoint evaluated on the same patches and masks, records with their
     epoch (and the Wiener filter's reference, epoch None), figures of metrics against epoch; the
     ratio to the Wiener filter is the checkpoint's RMSE over the reference's."""
     out = tmp_path / "rep"
-    status = main(["evaluate", "--quiet", "--model", str(model_dir), "--data", "simulate:2", "--size", "64",
+    status = main(["evaluate", "--quiet", "--model", str(tiny_model_dir), "--data", "simulate:2", "--size", "64",
                    "--out", str(out), "--methods", "nn,mean", "--masks", "circle-r4,circle-r8",
                    "--run", str(training_run), "--epoch-patches", "2"])
     assert status == 0, capsys.readouterr().err
@@ -182,20 +171,19 @@ def test_metrics_against_epoch(tmp_path, model_dir, training_run, capsys):
         assert f"]({name})" in text and (out / name).stat().st_size > 1000
 
 
-def test_run_without_checkpoints_exit_2(tmp_path, model_dir, capsys):
+def test_run_without_checkpoints_exit_2(tmp_path, tiny_model_dir, capsys):
     (tmp_path / "empty_run").mkdir()
     out = tmp_path / "rep"
-    status, err = _run(["--model", str(model_dir), "--data", "simulate:2", "--size", "64", "--out", str(out),
+    status, err = _run(["--model", str(tiny_model_dir), "--data", "simulate:2", "--size", "64", "--out", str(out),
                         "--run", str(tmp_path / "empty_run")], capsys)
     assert status == 2 and "checkpoints" in err and not out.exists()
 
 
-def test_fullsky_map_and_mask(tmp_path, model_dir, capsys):
+def test_fullsky_map_and_mask(tmp_path, tiny_model_dir, capsys):
     """--fullsky-map/--fullsky-mask: the model fills the HEALPix holes; anafast ratio records
     (filled and zero-filled/f_sky, with the mask's f_sky) and their figure. A random model's
     fill has no meaningful amplitude, so this checks the bookkeeping (smoke test)."""
-    hp = pytest.importorskip("healpy")
-    pytest.importorskip("combine.healpix_inpaint")
+    import healpy as hp
     from combine.image_io import write_healpix_fits
 
     nside = 128
@@ -207,7 +195,7 @@ def test_fullsky_map_and_mask(tmp_path, model_dir, capsys):
     write_healpix_fits(tmp_path / "map.fits", truth.astype(np.float32))
     write_healpix_fits(tmp_path / "mask.fits", mask.astype(np.float32))
     out = tmp_path / "rep"
-    status = main(["evaluate", "--quiet", "--model", str(model_dir), "--data", "simulate:1", "--size", "64",
+    status = main(["evaluate", "--quiet", "--model", str(tiny_model_dir), "--data", "simulate:1", "--size", "64",
                    "--out", str(out), "--methods", "mean", "--masks", "circle-r4",
                    "--fullsky-map", str(tmp_path / "map.fits"), "--fullsky-mask", str(tmp_path / "mask.fits")])
     assert status == 0, capsys.readouterr().err

@@ -17,18 +17,6 @@ from combine.image_io import read_healpix_fits, read_png, write_png, write_png_m
 NSIDE = 128  # 27.5' pixels: one- to few-pixel holes fit a 128 x 1.7177' patch
 
 
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    import torch
-
-    from combine.models import save_model
-    from combine.nn import PConvUNet
-
-    torch.manual_seed(0)
-    root = tmp_path_factory.mktemp("models")
-    save_model(PConvUNet("t128").eval(), root / "t128")
-    save_model(PConvUNet("t128", in_channels=3).eval(), root / "t128-3ch")
-    return root
 
 
 def _healpix_case(tmp_path, nest=False, name="map.fits", mask_nest=None, dtype=np.float32):
@@ -68,10 +56,10 @@ def _run(capsys, *argv):
 
 
 @pytest.mark.parametrize("nest", [False, True])
-def test_fits_healpix(tmp_path, capsys, models, nest):
+def test_fits_healpix(tmp_path, capsys, untrained_models, nest):
     given, mask = _healpix_case(tmp_path, nest=nest)
     out = tmp_path / "out.fits"
-    status, err = _run(capsys, "--model", models / "t128", "--input", tmp_path / "map.fits",
+    status, err = _run(capsys, "--model", untrained_models / "t128", "--input", tmp_path / "map.fits",
                        "--mask", tmp_path / "mask.fits", "--output", out, "--batch-size", "2")
     assert status == 0, err
     res = read_healpix_fits(out)
@@ -81,13 +69,13 @@ def test_fits_healpix(tmp_path, capsys, models, nest):
     assert np.isfinite(res.values).all()
 
 
-def test_fits_gz_and_mask_in_other_ordering(tmp_path, capsys, models):
+def test_fits_gz_and_mask_in_other_ordering(tmp_path, capsys, untrained_models):
     """A NEST mask for a RING map is reordered: same output as with a RING mask."""
     _healpix_case(tmp_path, nest=False, mask_nest=False)
-    assert _run(capsys, "--model", models / "t128", "--input", tmp_path / "map.fits", "--mask",
+    assert _run(capsys, "--model", untrained_models / "t128", "--input", tmp_path / "map.fits", "--mask",
                 tmp_path / "mask.fits", "--output", tmp_path / "a.fits")[0] == 0
     _healpix_case(tmp_path, nest=False, mask_nest=True)
-    status, err = _run(capsys, "--model", models / "t128", "--input", tmp_path / "map.fits", "--mask",
+    status, err = _run(capsys, "--model", untrained_models / "t128", "--input", tmp_path / "map.fits", "--mask",
                        tmp_path / "mask.fits", "--output", tmp_path / "b.fits.gz")
     assert status == 0, err
     a, b = read_healpix_fits(tmp_path / "a.fits"), read_healpix_fits(tmp_path / "b.fits.gz")
@@ -95,11 +83,11 @@ def test_fits_gz_and_mask_in_other_ordering(tmp_path, capsys, models):
     np.testing.assert_array_equal(a.values, b.values)
 
 
-def test_npy_healpix_vector(tmp_path, capsys, models):
+def test_npy_healpix_vector(tmp_path, capsys, untrained_models):
     given, mask = _healpix_case(tmp_path)
     np.save(tmp_path / "map.npy", given)
     np.save(tmp_path / "mask.npy", mask)
-    status, err = _run(capsys, "--model", models / "t128", "--input", tmp_path / "map.npy",
+    status, err = _run(capsys, "--model", untrained_models / "t128", "--input", tmp_path / "map.npy",
                        "--mask", tmp_path / "mask.npy", "--output", tmp_path / "out.npy")
     assert status == 0, err
     out = np.load(tmp_path / "out.npy")
@@ -109,7 +97,7 @@ def test_npy_healpix_vector(tmp_path, capsys, models):
 
 @pytest.mark.parametrize("shape, mask_shape", [((3, 128, 128), (3, 128, 128)), ((200, 150), (200, 150)),
                                                ((2, 1, 64, 64), (2, 64, 64))])
-def test_npy_patches(tmp_path, capsys, models, shape, mask_shape):
+def test_npy_patches(tmp_path, capsys, untrained_models, shape, mask_shape):
     rng = np.random.default_rng(1)
     maps = rng.normal(0, 100, shape).astype(np.float32)
     masks = np.ones(mask_shape, np.float32)
@@ -119,7 +107,7 @@ def test_npy_patches(tmp_path, capsys, models, shape, mask_shape):
     maps_in[np.broadcast_to(hole, shape)] = np.nan
     np.save(tmp_path / "p.npy", maps_in)
     np.save(tmp_path / "m.npy", masks)
-    status, err = _run(capsys, "--model", models / "t128", "--input", tmp_path / "p.npy",
+    status, err = _run(capsys, "--model", untrained_models / "t128", "--input", tmp_path / "p.npy",
                        "--mask", tmp_path / "m.npy", "--output", tmp_path / "o.npy")
     assert status == 0, err
     out = np.load(tmp_path / "o.npy")
@@ -128,14 +116,14 @@ def test_npy_patches(tmp_path, capsys, models, shape, mask_shape):
     assert np.array_equal(out[valid], maps_in[valid])
 
 
-def test_png_image(tmp_path, capsys, models):
+def test_png_image(tmp_path, capsys, untrained_models):
     rng = np.random.default_rng(2)
     write_png(tmp_path / "i.png", np.clip(rng.normal(0, 100, (100, 150)), -450, 450))
     mask = np.ones((100, 150))
     mask[40:50, 60:90] = 0
     write_png_mask(tmp_path / "m.png", mask)
     for out in ("o.png", "o.npy"):
-        status, err = _run(capsys, "--model", models / "t128", "--input", tmp_path / "i.png",
+        status, err = _run(capsys, "--model", untrained_models / "t128", "--input", tmp_path / "i.png",
                            "--mask", tmp_path / "m.png", "--output", tmp_path / out)
         assert status == 0, err
     given = read_png(tmp_path / "i.png")
@@ -146,9 +134,9 @@ def test_png_image(tmp_path, capsys, models):
 
 
 # ------------------------------------------------------------------ bad input
-def _bad_case(tmp_path, models, case):
+def _bad_case(tmp_path, untrained_models, case):
     """Files for one bad-input case; returns the argv (without the output)."""
-    model = models / "t128"
+    model = untrained_models / "t128"
     _healpix_case(tmp_path)
     fits_args = ["--input", tmp_path / "map.fits", "--mask", tmp_path / "mask.fits"]
     patches = np.random.default_rng(3).normal(0, 100, (2, 64, 64)).astype(np.float32)
@@ -205,12 +193,12 @@ def _bad_case(tmp_path, models, case):
     if case == "model-unknown":
         return ["no-such-model", *npy_args], "no such model"
     if case == "channels-npy":
-        return [models / "t128-3ch", *npy_args], "1 channel\\(s\\), model .* takes 3"
+        return [untrained_models / "t128-3ch", *npy_args], "1 channel\\(s\\), model .* takes 3"
     if case == "channels-npy-4d":
         np.save(tmp_path / "p.npy", np.zeros((2, 3, 64, 64), np.float32))
         return [model, *npy_args], "3 channel\\(s\\), model .* takes 1"
     if case == "channels-fits":
-        return [models / "t128-3ch", *fits_args], "model takes 3 channels"
+        return [untrained_models / "t128-3ch", *fits_args], "model takes 3 channels"
     if case == "hole-too-large":
         m = hp.read_map(tmp_path / "mask.fits")
         m[hp.query_disc(NSIDE, hp.ang2vec(50, 50, lonlat=True), np.radians(3))] = 0
@@ -230,8 +218,8 @@ BAD_CASES = ["nside-mismatch", "shape-mismatch", "mask-not-binary-fits", "mask-n
 
 
 @pytest.mark.parametrize("case", BAD_CASES)
-def test_bad_input_exit_2_one_line_no_output(tmp_path, capsys, models, case):
-    argv, match = _bad_case(tmp_path, models, case)
+def test_bad_input_exit_2_one_line_no_output(tmp_path, capsys, untrained_models, case):
+    argv, match = _bad_case(tmp_path, untrained_models, case)
     model, *rest = argv
     is_fits = any(str(a).endswith(".fits") for a in rest[1::2][:1])
     out = tmp_path / ("out.fits" if is_fits else "out.npy")
@@ -246,23 +234,23 @@ def test_bad_input_exit_2_one_line_no_output(tmp_path, capsys, models, case):
     assert set(tmp_path.iterdir()) == before  # no temporary file left either
 
 
-def test_bad_output_extension(tmp_path, capsys, models):
+def test_bad_output_extension(tmp_path, capsys, untrained_models):
     _healpix_case(tmp_path)
-    status, err = _run(capsys, "--model", models / "t128", "--input", tmp_path / "map.fits",
+    status, err = _run(capsys, "--model", untrained_models / "t128", "--input", tmp_path / "map.fits",
                        "--mask", tmp_path / "mask.fits", "--output", tmp_path / "out.png")
     assert status == 2 and "written as .fits" in err and not (tmp_path / "out.png").exists()
 
 
-def test_field_selects_a_column_of_a_multi_column_map(tmp_path, capsys, models):
+def test_field_selects_a_column_of_a_multi_column_map(tmp_path, capsys, untrained_models):
     given, mask = _healpix_case(tmp_path)
     q = np.where(mask > 0, 0.5 * np.nan_to_num(given, nan=0.0), hp.UNSEEN).astype(np.float32)
     hp.write_map(tmp_path / "tq.fits", [given, q], column_names=["TEMPERATURE", "Q_POLARISATION"],
                  column_units=["uK", "uK"], dtype=[np.float32, np.float32], overwrite=True)
-    status, err = _run(capsys, "--model", models / "t128", "--input", tmp_path / "tq.fits", "--field", "1",
+    status, err = _run(capsys, "--model", untrained_models / "t128", "--input", tmp_path / "tq.fits", "--field", "1",
                        "--mask", tmp_path / "mask.fits", "--output", tmp_path / "q.fits")
     assert status == 0, err
     res = read_healpix_fits(tmp_path / "q.fits")
     assert res.column == "Q_POLARISATION" and np.array_equal(res.values[mask > 0], q[mask > 0])
-    status, err = _run(capsys, "--model", models / "t128", "--input", tmp_path / "tq.fits", "--field", "2",
+    status, err = _run(capsys, "--model", untrained_models / "t128", "--input", tmp_path / "tq.fits", "--field", "2",
                        "--mask", tmp_path / "mask.fits", "--output", tmp_path / "x.fits")
     assert status == 2 and "no column 2 (the map has 2)" in err and not (tmp_path / "x.fits").exists()

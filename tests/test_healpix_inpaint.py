@@ -169,21 +169,9 @@ def test_bad_inputs(case, match):
 
 
 # ------------------------------------------------------------------ a real (untrained) network
-@pytest.fixture(scope="module")
-def untrained_dir(tmp_path_factory):
-    import torch
-
-    from combine.models import save_model
-    from combine.nn import PConvUNet
-
-    torch.manual_seed(0)
-    root = tmp_path_factory.mktemp("models")
-    save_model(PConvUNet("t128").eval(), root / "t1")
-    save_model(PConvUNet("t128", in_channels=3).eval(), root / "t3")
-    return root
 
 
-def test_untrained_network_full_sky(untrained_dir):
+def test_untrained_network_full_sky(untrained_models):
     """Smoke test with shape/identity checks through InpaintingModel (outputs are meaningless):
     Nside 512 (6.9' pixels), model patches of 128 x 1.7177'; float64 map stays float64."""
     from combine.models import load_model
@@ -193,9 +181,9 @@ def test_untrained_network_full_sky(untrained_dir):
     hmap = rng.normal(0, 100, hp.nside2npix(nside))
     mask = _point_source_mask(nside, 12, (5, 40), seed=2)
     given = np.where(mask > 0, hmap, hp.UNSEEN)
-    out = inpaint_healpix(load_model(untrained_dir / "t1"), given, mask, batch_size=4, progress=True)
+    out = inpaint_healpix(load_model(untrained_models / "t128"), given, mask, batch_size=4, progress=True)
     assert out.dtype == np.float64
     assert np.array_equal(out[mask > 0], hmap[mask > 0])
     assert np.isfinite(out).all()
     with pytest.raises(InputError, match="3 channels"):
-        inpaint_healpix(load_model(untrained_dir / "t3"), given, mask, progress=False)
+        inpaint_healpix(load_model(untrained_models / "t128-3ch"), given, mask, progress=False)

@@ -577,13 +577,8 @@ def fullsky_spectra(truth_map, mask, filled_map, *, lmax: int | None = None, del
 def fill_healpix(model, hmap, hmask, *, batch_size: int = 16, progress: bool = True):
     """Fill a RING HEALPix map's holes with ``model`` (:func:`combine.healpix_inpaint.inpaint_healpix`).
 
-    Returns the filled map (float64), or None when :mod:`combine.healpix_inpaint` is not part of
-    this installation (callers say so instead of failing).
+    Returns the filled map (float64).
     """
-    import importlib.util
-
-    if importlib.util.find_spec("combine.healpix_inpaint") is None:
-        return None
     from .healpix_inpaint import inpaint_healpix
 
     out = inpaint_healpix(model, hmap, hmask, nest=False, batch_size=batch_size, progress=progress)

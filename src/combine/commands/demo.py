@@ -27,8 +27,6 @@ from ..sky.defaults import BEAM_FWHM_ARCMIN, EVAL_NOISE_UK_ARCMIN, PATCH_SIZE, P
 SHIPPED_MODEL = "planck18-t128"
 RANDOM_MODEL_WARNING = (f"WARNING: the shipped model '{SHIPPED_MODEL}' is not installed: the 'nn' results "
                         "come from a RANDOMLY INITIALISED PConvUNet (t128), not from a trained model")
-FULLSKY_MISSING = ("full sky skipped: combine.healpix_inpaint is not available in this installation "
-                   "(the HEALPix inpainting pipeline); the patch evaluation is complete")
 
 #: Defaults of the full run, chosen so that the demo takes a few minutes on 2 CPU cores. The
 #: largest cost is the exact Wiener filter's one-off 16384² precision matrix (Cholesky +
@@ -156,7 +154,7 @@ def _hole_zoom(truth, hmask, filled, nside: int, *, size: int = PATCH_SIZE, pixe
 
 
 def fullsky_demo(model, *, nside, n_sources, seed, batch_size, cl_uk2, step):
-    """Simulate, mask, fill and measure one full-sky map. Returns a dict (see :func:`run`) or None."""
+    """Simulate, mask, fill and measure one full-sky map. Returns a dict (see :func:`run`)."""
     import healpy as hp
 
     from .. import evaluate as ev_mod
@@ -174,8 +172,6 @@ def fullsky_demo(model, *, nside, n_sources, seed, batch_size, cl_uk2, step):
     t0 = time.perf_counter()
     filled = ev_mod.fill_healpix(model, masked, hmask, batch_size=batch_size, progress=True)
     seconds = time.perf_counter() - t0
-    if filled is None:
-        return None
     if not np.all(np.isfinite(filled)) or np.any(filled[hole] == hp.UNSEEN):
         raise RuntimeError("full sky: the filled map has non-finite or UNSEEN pixels")
     if not np.array_equal(filled[~hole], truth[~hole]):
@@ -289,9 +285,6 @@ def run(args):
         if nside:
             fullsky = fullsky_demo(model, nside=nside, n_sources=n_sources, seed=args.seed,
                                    batch_size=args.batch_size, cl_uk2=cl_uk2, step=step)
-            if fullsky is None:
-                say(f"NOTE: {FULLSKY_MISSING}")
-                notes.append(FULLSKY_MISSING)
 
         step("writing the report")
         command = "combine demo --out " + str(out)

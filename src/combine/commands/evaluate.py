@@ -187,7 +187,7 @@ def resolve_methods_and_masks(args, has_model: bool):
     return methods, tuple(masks)
 
 
-def _read_healpix(path, what):
+def _read_healpix(path):
     """A HEALPix FITS map (:func:`combine.image_io.read_healpix_fits`) as float64 in RING order.
 
     Masked pixels holding UNSEEN/NaN are kept as they are (the caller validates).
@@ -205,8 +205,8 @@ def _read_healpix(path, what):
 
 def _read_fullsky(map_path, mask_path):
     """(truth map, binary mask float64) from --fullsky-map/--fullsky-mask, validated."""
-    sky_map = _read_healpix(map_path, "map")
-    hmask = _read_healpix(mask_path, "mask")
+    sky_map = _read_healpix(map_path)
+    hmask = _read_healpix(mask_path)
     if sky_map.shape != hmask.shape:
         raise InputError(f"{mask_path}: mask has {hmask.size} pixels, map has {sky_map.size}")
     from ..validation import as_binary_mask
@@ -222,8 +222,7 @@ def _read_fullsky(map_path, mask_path):
 def fill_fullsky(model, sky_map, mask, *, batch_size=16):
     """Fill a HEALPix map's holes with the model (:func:`combine.evaluate.fill_healpix`).
 
-    Returns (filled map, method label); InputError without a model or without the HEALPix
-    pipeline.
+    Returns (filled map, method label); InputError without a model.
     """
     import healpy as hp
 
@@ -232,10 +231,7 @@ def fill_fullsky(model, sky_map, mask, *, batch_size=16):
     if model is None:
         raise InputError("--fullsky-map: a full-sky fill needs a model (--model is 'none')")
     masked = np.where(mask > 0, sky_map, hp.UNSEEN)
-    filled = fill_healpix(model, masked, mask, batch_size=batch_size, progress=True)
-    if filled is None:
-        raise InputError("--fullsky-map: this installation has no HEALPix inpainting (combine.healpix_inpaint)")
-    return filled, "nn"
+    return fill_healpix(model, masked, mask, batch_size=batch_size, progress=True), "nn"
 
 
 def run(args):
