@@ -60,6 +60,14 @@ def test_circle_with_centre_and_preview(tmp_path, capsys):
     assert png.read_bytes()[:8] == PNG_MAGIC
 
 
+def test_circle_tiny_radius_is_one_pixel(tmp_path, capsys):
+    """round(π r²) = 0 still makes a hole: the nearest pixel."""
+    out = tmp_path / "c.npy"
+    status, _, err = _run(capsys, "--kind", "circle", "--n", "1", "--radius", "0.3", "--out", str(out), "--quiet")
+    assert status == 0, err
+    assert (np.load(out) == 0).sum() == 1
+
+
 @pytest.mark.parametrize("kind", ["random", "points"])
 def test_preview_png(tmp_path, capsys, kind):
     png = tmp_path / "p.png"
@@ -114,7 +122,8 @@ def _bad_cases(tmp_path, mask_dir):
         (["--kind", "circle", "--n", "2", "--radius", "nan"], "--radius"),
         (["--kind", "circle", "--n", "2", "--radius", "200"], "larger than the 128 px patch"),
         (["--kind", "circle", "--n", "2", "--size", "64", "--radius", "60"], "no valid pixel"),
-        (["--kind", "circle", "--n", "2", "--radius", "0.3"], "no hole pixel"),
+        # centre on the patch border: of the two tied nearest pixels the one outside is taken
+        (["--kind", "circle", "--n", "2", "--radius", "0.3", "--center", "-0.5", "5"], "no hole pixel"),
         (["--kind", "circle", "--n", "2", "--center", "130", "5"], "--center"),
         (["--kind", "circle", "--n", "2", "--center", "5", "-1"], "--center"),
         (["--kind", "random", "--n", "2", "--radius", "5"], "--radius: applies only to --kind circle"),

@@ -67,41 +67,104 @@ def test_random_shapes_deterministic_from_seed():
 
 
 # ------------------------------------------------------------------------ circles
+def _dist(size, center=None):
+    cx, cy = ((size - 1) / 2,) * 2 if center is None else center
+    yy, xx = np.mgrid[0:size, 0:size]
+    return np.hypot(xx - cx, yy - cy)
+
+
 @pytest.mark.parametrize("size", [128, 129])
-def test_circle_area_and_symmetry(size):
-    for r in range(4, 64):
+def test_circle_area_is_round_pi_r2(size):
+    """|hole| = round(π r²): within half a pixel, so within 2% of π r² for every r ≥ 4 px."""
+    radii = np.concatenate([np.arange(4, 64), np.linspace(4, 63, 200)])
+    dev = []
+    for r in radii:
         m = M.circle_mask(size, r)
         assert _is_binary_f32(m, size)
-        area = (m == 0).sum()
-        assert abs(area / (np.pi * r * r) - 1) < 0.035, r  # lattice granularity of small discs
-        if r >= 14:
-            assert abs(area / (np.pi * r * r) - 1) < 0.021, r
-        np.testing.assert_array_equal(m, m[::-1])
-        np.testing.assert_array_equal(m, m[:, ::-1])
-        np.testing.assert_array_equal(m, m.T)
-    # any radius: unbiased on average over the original's range of radii
-    radii = np.arange(5, 63, 0.25)
-    dev = [(M.circle_mask(size, r) == 0).sum() / (np.pi * r * r) - 1 for r in radii]
-    assert abs(np.mean(dev)) < 0.002
-    assert max(abs(d) for d in dev) < 0.09
-    assert max(abs(d) for d, r in zip(dev, radii) if r >= 20) < 0.014
+        area = int((m == 0).sum())
+        assert area == int(np.floor(np.pi * r * r + 0.5)), r
+        dev.append(area / (np.pi * r * r) - 1)
+    assert max(abs(d) for d in dev) < 0.02  # measured 0.59% (r = 5); pixel-centre rule: 10%
 
 
-def test_circle_integer_radius_about_pixel_centre_keeps_ring():
-    """Regression: with ``<`` the pixels exactly on the circle were dropped (−12% at r = 5)."""
+@pytest.mark.parametrize("size", [128, 129])
+def test_circle_between_discs_r_minus_1_and_r_plus_1_and_nearest_first(size):
+    for r in np.linspace(1.3, 63, 80):
+        m = M.circle_mask(size, r)
+        d = _dist(size)
+        hole = m == 0
+        assert hole[d <= r - 1].all(), r  # contains the disc of radius r − 1
+        assert (d[hole] <= r + 1).all(), r  # inside the disc of radius r + 1
+        assert d[hole].max() <= d[~hole].min(), r  # nearest first
+        # symmetric but for the last (partial) ring; centroid near the centre
+        inner = hole & (d < d[hole].max() - 1e-9)
+        for t in (inner[::-1], inner[:, ::-1], inner.T):
+            np.testing.assert_array_equal(inner, t)
+        ys, xs = np.nonzero(hole)
+        c = (size - 1) / 2
+        assert abs(xs.mean() - c) < 1 and abs(ys.mean() - c) < 1, r
+
+
+def test_circle_partial_last_ring_about_pixel_centre():
+    """r = 5 about a pixel centre: 69 pixels within d < 5, then 10 of the 12 at d = 5 (π·25 → 79)."""
     m = M.circle_mask(129, 5)  # centre (64, 64) is a pixel centre
-    assert m[64, 69] == 0 and m[67, 68] == 0  # (5, 0) and (4, 3) from the centre
-    assert (m == 0).sum() == 81
+    d = _dist(129)
+    hole = m == 0
+    assert hole.sum() == 79 and hole[d < 5].sum() == 69 and hole[np.isclose(d, 5)].sum() == 10
+    ys, xs = np.nonzero(hole)
+    assert abs(xs.mean() - 64) < 0.2 and abs(ys.mean() - 64) < 0.2  # spread over the ring
+
+
+def test_circle_small_radius_at_least_one_pixel():
+    for r in (1e-3, 0.1, 0.3):  # round(π r²) = 0: one pixel, the nearest
+        m = M.circle_mask(129, r)
+        assert (m == 0).sum() == 1 and m[64, 64] == 0
+    assert (M.circle_mask(128, 0.3) == 0).sum() == 1  # centre between four pixels: one of them
+    assert (M.circle_mask(128, 1.0) == 0).sum() == 3  # round(π) = 3
+
+
+def test_circle_deterministic():
+    for args in [(128, 7.3), (129, 5), (64, 11.1, (10.2, 50.7)), (128, 20, (0.0, 64.0))]:
+        np.testing.assert_array_equal(M.circle_mask(*args), M.circle_mask(*args))
 
 
 def test_circle_off_centre():
     m = M.circle_mask(128, 10, center=(30.0, 90.0))
     ys, xs = np.nonzero(m == 0)
-    assert abs(xs.mean() - 30) < 1e-9 and abs(ys.mean() - 90) < 1e-9
+    assert (m == 0).sum() == round(np.pi * 100)
+    assert abs(xs.mean() - 30) < 0.1 and abs(ys.mean() - 90) < 0.1
     assert m[90, 30] == 0 and m[30, 90] == 1
-    # partly outside the patch: only the inside part is masked
-    edge = M.circle_mask(128, 10, center=(0.0, 64.0))
-    assert 0.45 < (edge == 0).sum() / (np.pi * 100) < 0.56
+    d = _dist(128, (30.0, 90.0))
+    assert d[m == 0].max() <= d[m == 1].min()
+    # the same hole shifted: only the distances to the centre matter
+    np.testing.assert_array_equal(m[80:101, 20:41], M.circle_mask(128, 10, center=(50.0, 60.0))[50:71, 40:61])
+
+
+@pytest.mark.parametrize("center", [(0.0, 64.0), (3.25, 120.625), (-4.0, 64.0), (127.5, -0.5)])
+def test_circle_clipped_by_edge(center):
+    """Partly outside the patch: the in-patch pixels among the n nearest of the unbounded lattice."""
+    r = 10.0
+    edge = M.circle_mask(128, r, center=center)
+    # the same disc in a patch large enough to hold it, shifted by 40 px (exactly: dyadic centres)
+    big = M.circle_mask(208, r, center=(center[0] + 40, center[1] + 40))
+    assert (big == 0).sum() == round(np.pi * r * r)
+    np.testing.assert_array_equal(edge, big[40:168, 40:168])
+    assert (edge == 0).sum() < round(np.pi * r * r)  # smaller: the part outside is cut
+    d = _dist(128, center)
+    hole = edge == 0
+    assert hole[d <= r - 1].all() and (d[hole] <= r + 1).all()
+    if hole.any():
+        assert d[hole].max() <= d[~hole].min()
+    half = M.circle_mask(128, r, center=(0.0, 64.0))
+    assert 0.45 < (half == 0).sum() / (np.pi * r * r) < 0.56
+
+
+def test_circle_far_or_huge():
+    assert (M.circle_mask(64, 5, center=(200.0, 10.0)) == 1).all()  # misses the patch
+    assert (M.circle_mask(64, 100) == 0).all()  # covers it
+    m = M.circle_mask(64, 1000, center=(-990.0, 31.5))  # edge through the patch, r ≫ size
+    d = _dist(64, (-990.0, 31.5))
+    np.testing.assert_array_equal(m == 0, d <= 1000)
 
 
 @pytest.mark.parametrize("r", [0, -3, float("nan"), float("inf")])

@@ -85,14 +85,14 @@ def parse_mask_spec(spec: str, *, size: int | None = None, source: str = "--mask
 
     A circle must leave valid pixels (radius below the patch half-diagonal minus 1 px; radii
     beyond the half side, like the original CoMBInE's 65 px on 128², keep the corners) and have a radius
-    of at least 0.5 px (else it has no hole pixel).
+    of at least 0.5 px (smaller ones, one-pixel holes, are taken to be mistakes).
     """
     spec = str(spec).strip()
     m = _CIRCLE_RE.match(spec)
     if m:
         radius = float(m.group(1))
         if radius < 0.5:
-            raise InputError(f"{source}: mask spec {spec!r} has no hole pixel (radius < 0.5 px)")
+            raise InputError(f"{source}: mask spec {spec!r} is too small (radius must be at least 0.5 px)")
         if size is not None and radius >= size / math.sqrt(2) - 1:
             raise InputError(f"{source}: mask spec {spec!r} leaves no valid pixel in a {size}×{size} patch "
                              f"(radius must be < {size / math.sqrt(2) - 1:.0f} px)")

@@ -140,7 +140,7 @@ def mask_stream(kind: str, size: int, rng, *, radius_px=None, center=None, direc
     radius_px = DEFAULT_RADIUS_PX if radius_px is None else float(radius_px)
     one = M.circle_mask(size, radius_px, center)
     if one.min() == 1:
-        raise InputError(f"--radius: {radius_px:g} px leaves no hole pixel (no pixel centre within it)")
+        raise InputError(f"--radius: {radius_px:g} px leaves no hole pixel (its nearest pixel lies outside the patch)")
     if one.max() == 0:
         raise InputError(f"--radius: the hole covers the whole {size}×{size} patch (no valid pixel)")
     return lambda: one
