@@ -88,6 +88,8 @@ def test_config_stage_defaults_and_precedence(tmp_path):
     ('[data]\nmask_mix = {circle = "a"}\n', "c.toml: [data] mask_mix.circle: expected a number"),
     ("[model]\nchannels = 8\n", "c.toml: [model] channels: expected a list of integers"),
     ("stage = 3\n", "c.toml: stage: must be 0, 1 or 2"),
+    ('[data]\ntarget = "median"\n', 'c.toml: [data] target: must be "truth" or "wiener"'),
+    ("[data]\nwiener_max_hole_px = 0\n", "c.toml: [data] wiener_max_hole_px: must be >= 1"),
     ("[train\n", "c.toml: not valid TOML"),
 ])
 def test_config_errors_name_file_and_key(tmp_path, text, message):

@@ -153,3 +153,31 @@ def test_simulated_patches_are_reproducible_cmb_like():
     # Planck18 lensed TT with a 5' beam: pixel rms ~ 100 μK (about the patch mean: lower)
     rms_uk = float(np.sqrt(((stack - stack.mean(axis=(1, 2), keepdims=True)) ** 2).mean()))
     assert 40 < rms_uk < 160
+
+
+def test_wiener_targets_replace_the_truth_in_small_holes_only():
+    """target = "wiener": the target's hole is the exact Wiener fill of the sample (valid pixels
+    untouched); holes above max_hole_px keep the truth; the callable survives pickling (workers)."""
+    from combine.baselines import wiener_fill
+    from combine.masks import circle_mask
+    from combine.sky.spectra import lensed_tt_cl_uk2
+    from combine.training_data import WienerTargets
+
+    cl = lensed_tt_cl_uk2()
+    src = SimulatedPatches(64, seed_key=(3, 1, 0), cl_uk2=cl, chunk=8, noise_uk_arcmin=1.0)
+    targets = pickle.loads(pickle.dumps(WienerTargets(size=64, pixel_arcmin=src.pixel_arcmin,
+                                                      beam_fwhm_arcmin=src.beam_fwhm_arcmin,
+                                                      noise_uk_arcmin=1.0, cl_uk2=cl, max_hole_px=100)))
+    clean = src.get(0)
+    small, big = circle_mask(64, 3.0)[None], circle_mask(64, 8.0)[None]
+    target = targets(clean, small)
+    expected = wiener_fill(clean[None].astype(np.float64), small[None], noise_uk_arcmin=1.0, cl_uk2=cl)[0]
+    np.testing.assert_allclose(target, expected, rtol=0, atol=1e-3)
+    assert np.array_equal(target[small > 0], clean[small > 0])
+    hole_err = np.abs(target - clean)[small < 0.5]
+    assert 0.1 < hole_err.mean() < 100  # the Wiener fill is not the truth, but close to it (μK)
+    assert targets(clean, big) is None  # 197 hole pixels > 100
+
+    ds = InpaintingSamples(src, mask_mix={"circle": 1.0}, seed_key=(3, 1, 0), target_fn=targets)
+    x_in, mask, tgt = ds[1]
+    assert np.array_equal(tgt.numpy()[mask.numpy() > 0], x_in.numpy()[mask.numpy() > 0])

@@ -16,12 +16,12 @@ File layout (every table and key optional)::
     stage = 1
     seed = 0
     [data]   source, size, noise_uk_arcmin, ns, mask_mix = {random = 0.5, circle = 0.5},
-             augment, hole_fill_uk, num_workers, sim_chunk
+             augment, hole_fill_uk, target ("truth" | "wiener"), wiener_max_hole_px, num_workers, sim_chunk
     [train]  epochs, steps_per_epoch, val_steps, batch_size, lr, betas, weight_decay,
              grad_clip, freeze_encoder_bn, single_image, log_every_steps, image_every_steps,
              precision, tensorboard, keep_checkpoints, device
     [model]  preset, in_channels, levels, kernels, channels, stem_channels, stem_kernel,
-             decoder_kernel, input_scale_uk, input_offset_uk, prefill, prefill_sweeps (PConvUNet arguments)
+             decoder_kernel, input_scale_uk, input_offset_uk, prefill, prefill_sweeps, prefill_coeffs (PConvUNet arguments)
     [loss]   preset, vgg_weights, [loss.weights] term = weight    (build_loss arguments)
 
 An unknown table or key, or a value of the wrong type, raises :class:`InputError` naming the
@@ -69,6 +69,11 @@ class DataConfig:
     augment: bool = True
     #: value written into holes of the network input (the partial convolution ignores it)
     hole_fill_uk: float = 0.0
+    #: training target in the holes: "truth" (the patch) or "wiener" (its exact Wiener fill,
+    #: the conditional mean the MSE losses converge to, without the truth's scatter about it;
+    #: for holes of at most wiener_max_hole_px pixels, larger ones keep the truth)
+    target: str = "truth"
+    wiener_max_hole_px: int = 1500
     #: DataLoader worker processes (0: load in the training process)
     num_workers: int = 0
     #: simulated patches generated together (one FFT grid of (8·size)² holds 64 patches);
@@ -119,9 +124,11 @@ class ModelConfig:
     decoder_kernel: int = 3
     input_scale_uk: float = 100.0
     input_offset_uk: float = 0.0
-    #: classical first guess the network corrects: "none", "harmonic", "biharmonic"
+    #: classical first guess the network corrects: "none", "harmonic", "biharmonic", "gmrf"
     prefill: Optional[str] = None
     prefill_sweeps: int = 24
+    #: GMRF precision coefficients a_0..a_K (prefill = "gmrf"; default the planck18 fit)
+    prefill_coeffs: Optional[list[float]] = None
 
     def unet_kwargs(self) -> dict:
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
@@ -185,6 +192,10 @@ class TrainConfig:
             bad("[data] size/num_workers/sim_chunk", "must be positive")
         if d.noise_uk_arcmin < 0 or not math.isfinite(d.noise_uk_arcmin):
             bad("[data] noise_uk_arcmin", f"must be >= 0, got {d.noise_uk_arcmin}")
+        if d.target not in ("truth", "wiener"):
+            bad("[data] target", f"must be \"truth\" or \"wiener\", got {d.target!r}")
+        if d.wiener_max_hole_px < 1:
+            bad("[data] wiener_max_hole_px", f"must be >= 1, got {d.wiener_max_hole_px}")
         if not math.isfinite(d.hole_fill_uk):
             bad("[data] hole_fill_uk", "must be finite")
         if not d.mask_mix or any(v < 0 for v in d.mask_mix.values()) or sum(d.mask_mix.values()) <= 0:

@@ -29,6 +29,7 @@ METHOD_COLOURS = {
     "gcr": "#2ca02c",
     "diffusive": "#ff7f0e",
     "biharmonic": "#9467bd",
+    "gmrf": "#bcbd22",
     "telea": "#8c564b",
     "ns": "#e377c2",
     "mean": "#7f7f7f",

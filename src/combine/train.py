@@ -527,8 +527,22 @@ class _Trainer:
         cfg.data.size = int(h)
         self.sky = _sky_from_attrs(train_src.attrs, h)
         common = dict(mask_mix=d.mask_mix, hole_fill_uk=d.hole_fill_uk)
+        target_fn = None
+        if d.target == "wiener":  # validation keeps the truth: its loss is the real hole error
+            from .sky import defaults
+            from .training_data import WienerTargets
+
+            if self.sky.get("cosmology") not in (None, dict(defaults.PLANCK18_COSMOLOGY)):
+                raise InputError(f"{train_src.name}: [data] target = \"wiener\" needs the planck18 cosmology "
+                                 f"(the dataset has {self.sky['cosmology']})")
+
+            target_fn = WienerTargets(size=h, pixel_arcmin=self.sky["pixel_arcmin"],
+                                      beam_fwhm_arcmin=self.sky["beam_fwhm_arcmin"],
+                                      noise_uk_arcmin=float(self.sky.get("noise_uk_arcmin", 0.0)),
+                                      cl_uk2=getattr(train_src, "cl_uk2", None), ns=self.sky.get("ns"),
+                                      max_hole_px=d.wiener_max_hole_px)
         self.train_ds = InpaintingSamples(train_src, seed_key=(cfg.seed, cfg.stage, 0), augment=d.augment,
-                                          single_image=bool(t.single_image), **common)
+                                          single_image=bool(t.single_image), target_fn=target_fn, **common)
         self.val_ds = None
         if val_src is not None and t.val_steps > 0:
             self.val_ds = InpaintingSamples(val_src, seed_key=(cfg.seed, cfg.stage, STREAM_VAL),

@@ -253,6 +253,46 @@ class _Masks:
         return mask
 
 
+# ---------------------------------------------------------------------------- targets
+class WienerTargets:
+    """Training target = the exact Wiener fill of the sample (distillation of the optimum).
+
+    For a Gaussian sky the minimiser of any mean-squared hole loss is the conditional mean
+    :math:`\\mu_h = -Q_{hh}^{-1}Q_{hv}T_v` (:class:`combine.baselines.WienerFilter`). Training on
+    the truth reaches it only through the average over the truth's scatter about it (the Wiener
+    error, 3–60 μK per hole pixel: most of each sample's gradient is noise); training on
+    :math:`\\mu_h` itself has the same optimum and no such noise. Holes larger than
+    ``max_hole_px`` pixels keep the truth as target (their Cholesky costs seconds).
+
+    ``__call__(clean (C, H, W), mask (1, H, W))`` returns the target (C, H, W) float32 or None.
+    Picklable: the filter (and its 2 GB precision matrix at 128², read from the disk cache) is
+    built lazily in the process that calls it.
+    """
+
+    def __init__(self, *, size: int, pixel_arcmin: float, beam_fwhm_arcmin: float, noise_uk_arcmin: float,
+                 cl_uk2=None, ns=None, max_hole_px: int = 1500):
+        self.kw = dict(pixel_arcmin=float(pixel_arcmin), beam_fwhm_arcmin=float(beam_fwhm_arcmin),
+                       noise_uk_arcmin=float(noise_uk_arcmin), ns=ns,
+                       cl_uk2=None if cl_uk2 is None else np.asarray(cl_uk2, dtype=np.float64))
+        self.size, self.max_hole_px = int(size), int(max_hole_px)
+        self._filter = None
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_filter"] = None
+        return state
+
+    def __call__(self, clean: np.ndarray, mask: np.ndarray):
+        n_hole = int((mask[0] <= 0).sum())
+        if n_hole == 0 or n_hole > self.max_hole_px:
+            return None
+        if self._filter is None:
+            from .baselines.wiener import WienerFilter
+
+            self._filter = WienerFilter(self.size, geometry_cache_bytes=int(2e8), **self.kw)
+        return self._filter.fill(clean[None].astype(np.float64), mask[None])[0].astype(np.float32)
+
+
 # ---------------------------------------------------------------------------- dataset
 class InpaintingSamples(Dataset):
     """Map-style dataset: ``ds[n]`` is global sample ``n`` -> ``(x_in, mask, target)``.
@@ -273,10 +313,12 @@ class InpaintingSamples(Dataset):
         Constant written into the holes of ``x_in``.
     single_image : bool
         Every sample uses patch 0 (stage 0: the warm start on one image).
+    target_fn : callable, optional
+        ``target_fn(clean, mask)`` -> target or None (None: the clean patch), e.g. :class:`WienerTargets`.
     """
 
     def __init__(self, source, *, mask_mix: dict, seed_key, augment: bool = True,
-                 hole_fill_uk: float = 0.0, single_image: bool = False):
+                 hole_fill_uk: float = 0.0, single_image: bool = False, target_fn=None):
         self.source = source
         c, h, w = source.shape
         if h != w:
@@ -285,6 +327,7 @@ class InpaintingSamples(Dataset):
         self.seed_key = tuple(int(s) for s in seed_key)
         self.augment, self.hole_fill_uk = bool(augment), float(hole_fill_uk)
         self.single_image = bool(single_image)
+        self.target_fn = target_fn
         self._order = (None, None)
 
     def __len__(self):
@@ -313,8 +356,10 @@ class InpaintingSamples(Dataset):
             clean, mask = apply_symmetry(clean, k), apply_symmetry(mask, k)
         mask = mask[None]
         x_in = np.where(mask > 0, clean, np.float32(self.hole_fill_uk)).astype(np.float32)
+        target = self.target_fn(clean, mask) if self.target_fn is not None else None
+        target = clean if target is None else target
         return torch.from_numpy(x_in), torch.from_numpy(np.ascontiguousarray(mask)), \
-            torch.from_numpy(np.ascontiguousarray(clean, dtype=np.float32))
+            torch.from_numpy(np.ascontiguousarray(target, dtype=np.float32))
 
 
 class StepBatches(Sampler):

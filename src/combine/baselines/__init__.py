@@ -8,6 +8,7 @@ unknown keyword arguments ignored. The sky keywords are ``pixel_arcmin``, ``beam
 
 - ``wiener``: exact Wiener filter (conditional mean), :mod:`combine.baselines.wiener`
 - ``gcr``: Gaussian constrained realisation (Wiener + residual draw)
+- ``gmrf``: conditional mean of a sparse GMRF fitted to the sky's spectrum, :mod:`combine.baselines.gmrf`
 - ``diffusive``: iterative neighbour averaging (Planck point sources)
 - ``biharmonic``: scikit-image biharmonic inpainting
 - ``telea`` / ``ns``: OpenCV fast marching / Navier–Stokes
@@ -15,12 +16,14 @@ unknown keyword arguments ignored. The sky keywords are ``pixel_arcmin``, ``beam
 """
 
 from .classical import biharmonic_fill, diffusive_fill, mean_fill, ns_fill, telea_fill
+from .gmrf import gmrf_fill
 from .covariance import correlation_function_uk2, correlation_table_uk2, pixel_covariance_uk2
 from .wiener import WienerFilter, gcr_fill, get_filter, wiener_fill
 
 BASELINES = {
     "wiener": wiener_fill,
     "gcr": gcr_fill,
+    "gmrf": gmrf_fill,
     "diffusive": diffusive_fill,
     "biharmonic": biharmonic_fill,
     "telea": telea_fill,
@@ -33,6 +36,7 @@ __all__ = [
     "WienerFilter",
     "wiener_fill",
     "gcr_fill",
+    "gmrf_fill",
     "get_filter",
     "diffusive_fill",
     "biharmonic_fill",

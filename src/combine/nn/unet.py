@@ -29,17 +29,19 @@ Presets (``PRESETS``):
   (the original CoMBInE ``PConv_Unet_model_100.py``), 128×128 patches;
 * ``t128-fr``: ``t128`` with a 32-channel 5×5 full-resolution stem;
 * ``t128-pf``: ``t128-fr`` predicting a correction to a harmonic prefill (below);
-* ``t128-bh``: the same with a biharmonic prefill (the shipped ``planck18-t128``);
+* ``t128-bh``: the same with a biharmonic prefill;
+* ``t128-gm``: the same with a GMRF prefill (the shipped ``planck18-t128``);
 * ``t512``: 8 levels, kernels 7,5,5,3,3,3,3,3, channels 64,128,256,512×5 (the paper and
   ``PConv_Unet_model.py``), 512×512 images.
 
-Parameter counts (one input channel): t128 2,038,474; t128-fr 2,039,603; t128-pf 2,039,612;
+Parameter counts (one input channel): t128 2,038,474; t128-fr 2,039,603; t128-pf, -bh, -gm 2,039,612;
 t512 32,857,738.
 The last decoder partial conv outputs the map channels directly (NVIDIA's layout; PConv-Keras
 adds a 1×1 convolution with a sigmoid for RGB, not used here).
 
-Optional prefill (``prefill="harmonic"`` or ``"biharmonic"``, :mod:`combine.nn.prefill`): the
-harmonic (diffusive) or biharmonic interpolation of the hole from the valid pixels is computed without gradient, enters the last
+Optional prefill (``prefill="harmonic"``, ``"biharmonic"`` or ``"gmrf"``, :mod:`combine.nn.prefill`): the
+harmonic (diffusive) or biharmonic interpolation, or the GMRF conditional mean (coefficients
+``prefill_coeffs``, default :data:`combine.baselines.gmrf.PLANCK18_GMRF_COEFFS`), of the hole from the valid pixels is computed without gradient, enters the last
 decoder level as an always-valid input (like the stem), and is added to its output, whose
 weights start at zero: ``y = T_harm + f(T_v, M)``. An untrained network then fills holes as
 diffusive inpainting does, and training learns the correction towards the conditional mean.
@@ -69,6 +71,8 @@ PRESETS: dict[str, dict] = {
                     stem_channels=32, prefill="harmonic"),
     "t128-bh": dict(levels=7, kernels=[7, 5, 3, 3, 3, 3, 3], channels=[32, 64, 128, 128, 128, 128, 128],
                     stem_channels=32, prefill="biharmonic"),
+    "t128-gm": dict(levels=7, kernels=[7, 5, 3, 3, 3, 3, 3], channels=[32, 64, 128, 128, 128, 128, 128],
+                    stem_channels=32, prefill="gmrf"),
     "t512": dict(levels=8, kernels=[7, 5, 5, 3, 3, 3, 3, 3],
                  channels=[64, 128, 256, 512, 512, 512, 512, 512], stem_channels=0),
 }
@@ -129,7 +133,7 @@ class PConvUNet(nn.Module):
     def __init__(self, preset: str = "t128", in_channels: int = 1, *, levels=None, kernels=None,
                  channels=None, input_scale_uk: float = 100.0, input_offset_uk: float = 0.0,
                  stem_channels=None, stem_kernel: int = 5, decoder_kernel: int = 3, prefill=None,
-                 prefill_sweeps: int = 24):
+                 prefill_sweeps: int = 24, prefill_coeffs=None):
         super().__init__()
         if preset not in PRESETS:
             raise InputError(f"preset: unknown UNet preset {preset!r} (known: {', '.join(PRESETS)})")
@@ -141,8 +145,14 @@ class PConvUNet(nn.Module):
         channels = _fit_list(base["channels"] if channels is None else channels, levels, "channels")
         stem_channels = int(base["stem_channels"] if stem_channels is None else stem_channels)
         prefill = base.get("prefill", "none") if prefill is None else str(prefill)
-        if prefill not in ("none", "harmonic", "biharmonic"):
-            raise InputError(f"prefill: unknown prefill {prefill!r} (known: none, harmonic, biharmonic)")
+        if prefill not in ("none", "harmonic", "biharmonic", "gmrf"):
+            raise InputError(f"prefill: unknown prefill {prefill!r} (known: none, harmonic, biharmonic, gmrf)")
+        if prefill == "gmrf":
+            from ..baselines.gmrf import PLANCK18_GMRF_COEFFS, check_coeffs
+
+            prefill_coeffs = list(check_coeffs(PLANCK18_GMRF_COEFFS if prefill_coeffs is None else prefill_coeffs))
+        elif prefill_coeffs is not None:
+            raise InputError(f"prefill_coeffs: only used by prefill = \"gmrf\", not {prefill!r}")
         if not (input_scale_uk > 0):
             raise InputError(f"input_scale_uk: must be > 0, got {input_scale_uk}")
         if in_channels < 1 or stem_channels < 0 or min(channels) < 1:
@@ -154,6 +164,7 @@ class PConvUNet(nn.Module):
         self.stem_channels, self.stem_kernel = stem_channels, int(stem_kernel)
         self.decoder_kernel = int(decoder_kernel)
         self.prefill, self.prefill_sweeps = prefill, int(prefill_sweeps)
+        self.prefill_coeffs = prefill_coeffs
         self._encoder_bn_frozen = False
 
         c_in = self.in_channels
@@ -210,6 +221,7 @@ class PConvUNet(nn.Module):
             "decoder_kernel": self.decoder_kernel,
             "prefill": self.prefill,
             "prefill_sweeps": self.prefill_sweeps,
+            **({"prefill_coeffs": list(self.prefill_coeffs)} if self.prefill_coeffs is not None else {}),
         }
 
     def freeze_encoder_bn(self, frozen: bool = True) -> "PConvUNet":
@@ -289,7 +301,8 @@ class PConvUNet(nn.Module):
 
         prefilled = None
         if self.prefill != "none":
-            prefilled = prefill_map(self.prefill, x0, m0, sweeps=self.prefill_sweeps)
+            prefilled = prefill_map(self.prefill, x0, m0, sweeps=self.prefill_sweeps,
+                                    coeffs=self.prefill_coeffs)
 
         feats, masks = [], []
         h, m = x0, m0
