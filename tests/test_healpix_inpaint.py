@@ -68,8 +68,9 @@ def test_smooth_field_recovered_through_projection_and_write_back():
     """A dipole-like field is nearly linear across a patch, so a harmonic (diffusive) fill is
     nearly exact: if projection or write-back were misplaced, flipped or rotated, the hole values
     would be off by about the field's variation across the hole (7-10 pixel steps here).
-    Tolerance: error < 0.5 pixel step (measured <= 0.3; the residual comes from the valid patch
-    pixels at the hole edge, interpolated from the valid subset of their 4 HEALPix neighbours).
+    Tolerance: error < 0.1 pixel step (measured 0.004 and 0.067, the latter near the pole where
+    the field is curved in patch coordinates; interpolating hole-edge patch pixels over the valid
+    subset of their 4 HEALPix neighbours, as an earlier version did, gave 0.29 and 0.28).
     Two holes, one near a pole, in RING and in NEST."""
     nside = 256
     x, y, z = hp.pix2vec(nside, np.arange(hp.nside2npix(nside)))
@@ -82,7 +83,7 @@ def test_smooth_field_recovered_through_projection_and_write_back():
     pixel_arcmin = hp.nside2resol(nside, arcmin=True)
     for h, radius_arcmin in zip(holes, (70, 50)):
         pixel_step = np.ptp(field[h]) / (2 * radius_arcmin / pixel_arcmin)
-        assert np.abs(out_ring[h] - field[h]).max() < 0.5 * pixel_step
+        assert np.abs(out_ring[h] - field[h]).max() < 0.1 * pixel_step
     r2n = hp.ring2nest(nside, np.arange(field.size))
     field_nest, mask_nest = np.empty_like(field), np.empty_like(mask)
     field_nest[r2n], mask_nest[r2n] = field, mask
