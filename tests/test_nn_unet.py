@@ -13,7 +13,7 @@ torch.set_num_threads(1)
 #: Parameter counts (weights + biases + BN affine), stated in the report.
 # t128-pf: t128-fr plus the prefilled map as one more 3×3 input of the last level (+9)
 PARAM_COUNTS = {"t128": 2_038_474, "t128-fr": 2_039_603, "t128-pf": 2_039_612, "t128-bh": 2_039_612,
-                "t128-gm": 2_039_612, "t512": 32_857_738}
+                "t128-gm": 2_039_612, "t128-lw": 2_039_612, "t512": 32_857_738}
 
 
 def expected_param_count(kernels, channels, in_ch=1, stem=0, stem_kernel=5, dec_k=3, prefill=False):

@@ -124,10 +124,10 @@ class ModelConfig:
     decoder_kernel: int = 3
     input_scale_uk: float = 100.0
     input_offset_uk: float = 0.0
-    #: classical first guess the network corrects: "none", "harmonic", "biharmonic", "gmrf"
+    #: classical first guess the network corrects: "none", "harmonic", "biharmonic", "gmrf", "lwiener"
     prefill: Optional[str] = None
     prefill_sweeps: int = 24
-    #: GMRF precision coefficients a_0..a_K (prefill = "gmrf"; default the planck18 fit)
+    #: GMRF precision coefficients a_0..a_K (prefill = "gmrf", or "lwiener" for its large holes; default the planck18 fit)
     prefill_coeffs: Optional[list[float]] = None
 
     def unet_kwargs(self) -> dict:

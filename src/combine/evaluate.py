@@ -49,7 +49,7 @@ import numpy as np
 from .errors import InputError
 from .sky.defaults import BEAM_FWHM_ARCMIN, EVAL_NOISE_UK_ARCMIN, PIXEL_ARCMIN
 
-ALL_METHODS = ("nn", "wiener", "gcr", "gmrf", "diffusive", "biharmonic", "telea", "ns", "mean")
+ALL_METHODS = ("nn", "wiener", "gcr", "lwiener", "gmrf", "diffusive", "biharmonic", "telea", "ns", "mean")
 DEFAULT_MASK_SPECS = ("circle-r4", "circle-r8", "circle-r16", "circle-r32", "random")
 #: The original CoMBInE's sweep of centred holes, 5 … 65 px.
 RADIUS_SWEEP_PX = (5, 15, 25, 35, 45, 55, 65)
@@ -657,9 +657,9 @@ def results_table(records, methods, masks) -> str:
 
 
 #: Rows of the README summary table, in this order (those present in the records).
-SUMMARY_METHODS = ("nn", "wiener", "gcr", "gmrf", "diffusive", "biharmonic", "telea", "ns", "mean")
+SUMMARY_METHODS = ("nn", "wiener", "gcr", "lwiener", "gmrf", "diffusive", "biharmonic", "telea", "ns", "mean")
 METHOD_LABELS = {"nn": "CoMBInE (PConv UNet)", "wiener": "Wiener filter (exact)",
-                 "gcr": "constrained realisation", "gmrf": "GMRF fill", "diffusive": "diffusive", "biharmonic": "biharmonic",
+                 "gcr": "constrained realisation", "lwiener": "local Wiener (8 px)", "gmrf": "GMRF fill", "diffusive": "diffusive", "biharmonic": "biharmonic",
                  "telea": "OpenCV Telea", "ns": "OpenCV Navier–Stokes", "mean": "mean fill"}
 
 

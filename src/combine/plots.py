@@ -30,6 +30,7 @@ METHOD_COLOURS = {
     "diffusive": "#ff7f0e",
     "biharmonic": "#9467bd",
     "gmrf": "#bcbd22",
+    "lwiener": "#aec7e8",
     "telea": "#8c564b",
     "ns": "#e377c2",
     "mean": "#7f7f7f",

@@ -8,6 +8,7 @@ unknown keyword arguments ignored. The sky keywords are ``pixel_arcmin``, ``beam
 
 - ``wiener``: exact Wiener filter (conditional mean), :mod:`combine.baselines.wiener`
 - ``gcr``: Gaussian constrained realisation (Wiener + residual draw)
+- ``lwiener``: local Wiener filter (each hole from the valid pixels within 8 px), :mod:`combine.baselines.local_wiener`
 - ``gmrf``: conditional mean of a sparse GMRF fitted to the sky's spectrum, :mod:`combine.baselines.gmrf`
 - ``diffusive``: iterative neighbour averaging (Planck point sources)
 - ``biharmonic``: scikit-image biharmonic inpainting
@@ -17,12 +18,14 @@ unknown keyword arguments ignored. The sky keywords are ``pixel_arcmin``, ``beam
 
 from .classical import biharmonic_fill, diffusive_fill, mean_fill, ns_fill, telea_fill
 from .gmrf import gmrf_fill
+from .local_wiener import local_wiener_fill
 from .covariance import correlation_function_uk2, correlation_table_uk2, pixel_covariance_uk2
 from .wiener import WienerFilter, gcr_fill, get_filter, wiener_fill
 
 BASELINES = {
     "wiener": wiener_fill,
     "gcr": gcr_fill,
+    "lwiener": local_wiener_fill,
     "gmrf": gmrf_fill,
     "diffusive": diffusive_fill,
     "biharmonic": biharmonic_fill,
@@ -37,6 +40,7 @@ __all__ = [
     "wiener_fill",
     "gcr_fill",
     "gmrf_fill",
+    "local_wiener_fill",
     "get_filter",
     "diffusive_fill",
     "biharmonic_fill",

@@ -30,18 +30,22 @@ Presets (``PRESETS``):
 * ``t128-fr``: ``t128`` with a 32-channel 5×5 full-resolution stem;
 * ``t128-pf``: ``t128-fr`` predicting a correction to a harmonic prefill (below);
 * ``t128-bh``: the same with a biharmonic prefill;
-* ``t128-gm``: the same with a GMRF prefill (the shipped ``planck18-t128``);
+* ``t128-gm``: the same with a GMRF prefill;
+* ``t128-lw``: the same with a local Wiener prefill (the shipped ``planck18-t128``);
 * ``t512``: 8 levels, kernels 7,5,5,3,3,3,3,3, channels 64,128,256,512×5 (the paper and
   ``PConv_Unet_model.py``), 512×512 images.
 
-Parameter counts (one input channel): t128 2,038,474; t128-fr 2,039,603; t128-pf, -bh, -gm 2,039,612;
+Parameter counts (one input channel): t128 2,038,474; t128-fr 2,039,603; t128-pf, -bh, -gm, -lw 2,039,612;
 t512 32,857,738.
 The last decoder partial conv outputs the map channels directly (NVIDIA's layout; PConv-Keras
 adds a 1×1 convolution with a sigmoid for RGB, not used here).
 
-Optional prefill (``prefill="harmonic"``, ``"biharmonic"`` or ``"gmrf"``, :mod:`combine.nn.prefill`): the
-harmonic (diffusive) or biharmonic interpolation, or the GMRF conditional mean (coefficients
-``prefill_coeffs``, default :data:`combine.baselines.gmrf.PLANCK18_GMRF_COEFFS`), of the hole from the valid pixels is computed without gradient, enters the last
+Optional prefill (``prefill="harmonic"``, ``"biharmonic"``, ``"gmrf"`` or ``"lwiener"``,
+:mod:`combine.nn.prefill`): the harmonic (diffusive) or biharmonic interpolation, the GMRF
+conditional mean (coefficients ``prefill_coeffs``, default
+:data:`combine.baselines.gmrf.PLANCK18_GMRF_COEFFS`) or the local Wiener filter of the default
+sky (:mod:`combine.baselines.local_wiener`, GMRF for holes too large for it), of the hole from
+the valid pixels is computed without gradient, enters the last
 decoder level as an always-valid input (like the stem), and is added to its output, whose
 weights start at zero: ``y = T_harm + f(T_v, M)``. An untrained network then fills holes as
 diffusive inpainting does, and training learns the correction towards the conditional mean.
@@ -73,6 +77,8 @@ PRESETS: dict[str, dict] = {
                     stem_channels=32, prefill="biharmonic"),
     "t128-gm": dict(levels=7, kernels=[7, 5, 3, 3, 3, 3, 3], channels=[32, 64, 128, 128, 128, 128, 128],
                     stem_channels=32, prefill="gmrf"),
+    "t128-lw": dict(levels=7, kernels=[7, 5, 3, 3, 3, 3, 3], channels=[32, 64, 128, 128, 128, 128, 128],
+                    stem_channels=32, prefill="lwiener"),
     "t512": dict(levels=8, kernels=[7, 5, 5, 3, 3, 3, 3, 3],
                  channels=[64, 128, 256, 512, 512, 512, 512, 512], stem_channels=0),
 }
@@ -145,14 +151,14 @@ class PConvUNet(nn.Module):
         channels = _fit_list(base["channels"] if channels is None else channels, levels, "channels")
         stem_channels = int(base["stem_channels"] if stem_channels is None else stem_channels)
         prefill = base.get("prefill", "none") if prefill is None else str(prefill)
-        if prefill not in ("none", "harmonic", "biharmonic", "gmrf"):
-            raise InputError(f"prefill: unknown prefill {prefill!r} (known: none, harmonic, biharmonic, gmrf)")
-        if prefill == "gmrf":
+        if prefill not in ("none", "harmonic", "biharmonic", "gmrf", "lwiener"):
+            raise InputError(f"prefill: unknown prefill {prefill!r} (known: none, harmonic, biharmonic, gmrf, lwiener)")
+        if prefill in ("gmrf", "lwiener"):
             from ..baselines.gmrf import PLANCK18_GMRF_COEFFS, check_coeffs
 
             prefill_coeffs = list(check_coeffs(PLANCK18_GMRF_COEFFS if prefill_coeffs is None else prefill_coeffs))
         elif prefill_coeffs is not None:
-            raise InputError(f"prefill_coeffs: only used by prefill = \"gmrf\", not {prefill!r}")
+            raise InputError(f"prefill_coeffs: only used by prefill = \"gmrf\" or \"lwiener\", not {prefill!r}")
         if not (input_scale_uk > 0):
             raise InputError(f"input_scale_uk: must be > 0, got {input_scale_uk}")
         if in_channels < 1 or stem_channels < 0 or min(channels) < 1:
