@@ -29,6 +29,16 @@ def _prepare(maps, masks):
     return data, holes, out, out.reshape(-1, h, w)
 
 
+def same_hole_groups(holes: np.ndarray) -> list[list[int]]:
+    """Indices of the (k, H, W) bool ``holes`` maps grouped by identical hole pattern (maps
+    without a hole left out), so that a fill factorises each hole geometry once."""
+    groups: dict[bytes, list[int]] = {}
+    for i in range(holes.shape[0]):
+        if holes[i].any():
+            groups.setdefault(np.packbits(holes[i]).tobytes(), []).append(i)
+    return list(groups.values())
+
+
 # --------------------------------------------------------------------------------------------
 # diffusive
 # --------------------------------------------------------------------------------------------

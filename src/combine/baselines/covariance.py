@@ -148,6 +148,12 @@ def covariance_from_table(table_uk2: np.ndarray, noise_var_uk2: float = 0.0) -> 
     return cov
 
 
+def covariance_between(table_uk2: np.ndarray, a_yx: np.ndarray, b_yx: np.ndarray) -> np.ndarray:
+    """Stationary covariance :math:`C[i, j] = T[|y_i - y_j|, |x_i - x_j|]` between the pixels
+    ``a_yx`` (m, 2) and ``b_yx`` (n, 2) (integer (y, x) coordinates), shape (m, n)."""
+    return table_uk2[np.abs(a_yx[:, None, 0] - b_yx[None, :, 0]), np.abs(a_yx[:, None, 1] - b_yx[None, :, 1])]
+
+
 def pixel_covariance_uk2(size, *, cl_uk2=None, pixel_arcmin: float = PIXEL_ARCMIN,
                          beam_fwhm_arcmin: float = BEAM_FWHM_ARCMIN, noise_uk_arcmin: float = 0.0,
                          ns=None) -> np.ndarray:

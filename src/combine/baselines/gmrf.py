@@ -50,7 +50,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..sky.defaults import BEAM_FWHM_ARCMIN, EVAL_NOISE_UK_ARCMIN, PIXEL_ARCMIN
-from .classical import _prepare
+from .classical import _prepare, same_hole_groups
 
 #: Polynomial order K of the default GMRF precision (see the module docstring for the choice).
 GMRF_ORDER = 4
@@ -158,13 +158,8 @@ def gmrf_fill(maps, masks, *, coeffs=None, pixel_arcmin: float = PIXEL_ARCMIN,
                                        None if cl_uk2 is None else np.asarray(cl_uk2, dtype=np.float64), ns)
     coeffs = check_coeffs(coeffs)
     data, holes, out, out3 = _prepare(maps, masks)
-    k, h, w = data.shape
-    q = gmrf_precision((h, w), coeffs)
-    groups: dict[bytes, list[int]] = {}
-    for i in range(k):
-        if holes[i].any():
-            groups.setdefault(np.packbits(holes[i]).tobytes(), []).append(i)
-    for members in groups.values():
+    q = gmrf_precision(data.shape[-2:], coeffs)
+    for members in same_hole_groups(holes):
         hole = holes[members[0]].ravel()
         h_idx, v_idx = np.flatnonzero(hole), np.flatnonzero(~hole)
         flat = data[members].reshape(len(members), -1)

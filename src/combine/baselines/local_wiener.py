@@ -38,7 +38,8 @@ import numpy as np
 
 from ..errors import InputError
 from ..sky.defaults import BEAM_FWHM_ARCMIN, EVAL_NOISE_UK_ARCMIN, PIXEL_ARCMIN
-from .classical import _prepare
+from .classical import _prepare, same_hole_groups
+from .covariance import correlation_table_uk2, covariance_between, white_noise_variance_uk2
 
 #: Default window: valid pixels within this L1 distance (pixels) of the hole.
 DEFAULT_MARGIN_PX = 8
@@ -49,8 +50,6 @@ DEFAULT_MAX_WINDOW_PX = 3000
 
 @functools.lru_cache(maxsize=8)
 def _table(shape: tuple, pixel_arcmin: float, beam_fwhm_arcmin: float, ns, cl_bytes):
-    from .covariance import correlation_table_uk2
-
     cl = None if cl_bytes is None else np.frombuffer(cl_bytes, dtype=np.float64)
     return correlation_table_uk2(shape, cl_uk2=cl, pixel_arcmin=pixel_arcmin, beam_fwhm_arcmin=beam_fwhm_arcmin, ns=ns)
 
@@ -60,18 +59,18 @@ def hole_windows(hole: np.ndarray, margin_px: int):
 
     Returns a list of ``(hole_yx (k, 2), window_yx (m, 2))`` integer pixel coordinates: the
     window is the valid pixels within L1 distance ``margin_px`` of the hole (binary dilation
-    with the 4-neighbour cross, ``margin_px`` times).
+    with the 4-neighbour cross, ``margin_px`` >= 1 times).
     """
     import scipy.ndimage as ndi
 
-    labels, n = ndi.label(hole, structure=np.ones((3, 3), dtype=bool))
+    labels, _ = ndi.label(hole, structure=np.ones((3, 3), dtype=bool))
     h, w = hole.shape
     out = []
     for j, sl in enumerate(ndi.find_objects(labels), start=1):
         y0, y1 = max(sl[0].start - margin_px, 0), min(sl[0].stop + margin_px, h)
         x0, x1 = max(sl[1].start - margin_px, 0), min(sl[1].stop + margin_px, w)
         comp = labels[y0:y1, x0:x1] == j
-        win = ndi.binary_dilation(comp, iterations=margin_px) & ~hole[y0:y1, x0:x1] if margin_px > 0 else ~comp
+        win = ndi.binary_dilation(comp, iterations=margin_px) & ~hole[y0:y1, x0:x1]
         out.append((np.argwhere(comp) + (y0, x0), np.argwhere(win) + (y0, x0)))
     return out
 
@@ -80,15 +79,12 @@ def _weights(table: np.ndarray, noise_var: float, hole_yx: np.ndarray, win_yx: n
     """:math:`(C_{oo} + \\sigma_N^2 I)^{-1} C_{oh}`, shape (m, k), float64."""
     import torch
 
-    def cov(a, b):
-        return table[np.abs(a[:, None, 0] - b[None, :, 0]), np.abs(a[:, None, 1] - b[None, :, 1])]
-
-    c_oo = torch.from_numpy(cov(win_yx, win_yx))
+    c_oo = torch.from_numpy(covariance_between(table, win_yx, win_yx))
     c_oo.diagonal().add_(max(noise_var, 1e-8 * float(table[0, 0])))
     chol, info = torch.linalg.cholesky_ex(c_oo)
     if int(info) != 0:
         raise InputError("cl_uk2: window covariance is not positive definite")
-    return torch.cholesky_solve(torch.from_numpy(cov(win_yx, hole_yx)), chol).numpy()
+    return torch.cholesky_solve(torch.from_numpy(covariance_between(table, win_yx, hole_yx)), chol).numpy()
 
 
 def local_wiener_fill(maps, masks, *, margin_px: int = DEFAULT_MARGIN_PX, max_window_px: int = DEFAULT_MAX_WINDOW_PX,
@@ -101,34 +97,30 @@ def local_wiener_fill(maps, masks, *, margin_px: int = DEFAULT_MARGIN_PX, max_wi
     (``gmrf_coeffs``, default fitted to the same sky). A mask without a valid pixel is an
     :class:`InputError`, as for every baseline.
     """
-    from .covariance import white_noise_variance_uk2
     from .gmrf import gmrf_fill
 
     margin_px, max_window_px = int(margin_px), int(max_window_px)
     if margin_px < 1 or max_window_px < 1:
         raise InputError(f"margin_px / max_window_px: need >= 1, got {margin_px}, {max_window_px}")
     data, holes, out, out3 = _prepare(maps, masks)
-    k, h, w = data.shape
+    h, w = data.shape[-2:]
     cl = None if cl_uk2 is None else np.ascontiguousarray(cl_uk2, dtype=np.float64)
     table = _table((h, w), float(pixel_arcmin), float(beam_fwhm_arcmin), ns, None if cl is None else cl.tobytes())
     noise_var = white_noise_variance_uk2(noise_uk_arcmin, pixel_arcmin)
-    groups: dict[bytes, list[int]] = {}
-    for i in range(k):
-        if holes[i].any():
-            groups.setdefault(np.packbits(holes[i]).tobytes(), []).append(i)
-    for members in groups.values():
+    for members in same_hole_groups(holes):
         windows = hole_windows(holes[members[0]], margin_px)
+        block = data[members]
         if any(len(win) > max_window_px for _, win in windows):
             sky = dict(pixel_arcmin=pixel_arcmin, beam_fwhm_arcmin=beam_fwhm_arcmin, noise_uk_arcmin=noise_uk_arcmin,
                        cl_uk2=cl_uk2, ns=ns)
-            out3[members] = gmrf_fill(data[members], (~holes[members]).astype(np.uint8), coeffs=gmrf_coeffs, **sky)
+            out3[members] = gmrf_fill(block, (~holes[members]).astype(np.uint8), coeffs=gmrf_coeffs, **sky)
         for hole_yx, win_yx in windows:
             if len(win_yx) > max_window_px:
                 continue
             if len(win_yx) == 0:
                 raise InputError("masks: a hole has no valid pixel within margin_px of it; nothing to condition on")
             wts = _weights(table, noise_var, hole_yx, win_yx)
-            vals = data[members][:, win_yx[:, 0], win_yx[:, 1]] @ wts  # (n_maps, k)
+            vals = block[:, win_yx[:, 0], win_yx[:, 1]] @ wts  # (n_maps, k)
             for j, i in enumerate(members):
                 out3[i][hole_yx[:, 0], hole_yx[:, 1]] = vals[j]
     return out

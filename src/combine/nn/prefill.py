@@ -115,22 +115,32 @@ def biharmonic_fill(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(out).to(device=x.device, dtype=x.dtype)
 
 
+def _fill_on_cpu(x: torch.Tensor, mask: torch.Tensor, fill) -> torch.Tensor:
+    """Apply a numpy baseline ``fill(maps, masks)`` to ``x`` (N, C, H, W) in float64 on the CPU.
+
+    ``mask`` (N, 1 or C, H, W), 1 = valid; hole values of ``x`` are zeroed before the call; maps
+    without a valid pixel (which the baselines reject) keep the prior mean, 0. Result on ``x``'s
+    device and dtype.
+    """
+    import numpy as np
+
+    m = (mask > 0).expand_as(x).to(torch.uint8).cpu().numpy()
+    xs = torch.where(mask > 0, x, torch.zeros((), dtype=x.dtype, device=x.device)).detach().cpu().double().numpy()
+    filled = np.zeros_like(xs)
+    some = m.reshape(m.shape[0], -1).any(axis=1)
+    if some.any():
+        filled[some] = fill(xs[some], m[some])
+    return torch.from_numpy(filled).to(device=x.device, dtype=x.dtype)
+
+
 @torch.no_grad()
 def gmrf_prefill(x: torch.Tensor, mask: torch.Tensor, coeffs) -> torch.Tensor:
     """GMRF conditional mean :math:`x_h = -Q_{hh}^{-1} Q_{hv} x_v`, :math:`Q = \\sum_k a_k(-\\Delta)^k`
     (:func:`combine.baselines.gmrf.gmrf_fill`) of ``x`` (N, C, H, W); ``mask`` (N, 1 or C, H, W),
     1 = valid. Valid pixels are returned unchanged; float64 on the CPU, result on ``x``'s device."""
-    import numpy as np
-
     from ..baselines.gmrf import gmrf_fill
 
-    m = (mask > 0).expand_as(x).to(torch.uint8).cpu().numpy()
-    xs = torch.where(mask > 0, x, torch.zeros((), dtype=x.dtype, device=x.device)).detach().cpu().double().numpy()
-    filled = np.zeros_like(xs)  # maps without a valid pixel keep the prior mean, 0
-    some = m.reshape(m.shape[0], -1).any(axis=1)
-    if some.any():
-        filled[some] = gmrf_fill(xs[some], m[some], coeffs=coeffs)
-    return torch.from_numpy(filled).to(device=x.device, dtype=x.dtype)
+    return _fill_on_cpu(x, mask, lambda maps, masks: gmrf_fill(maps, masks, coeffs=coeffs))
 
 
 @torch.no_grad()
@@ -141,17 +151,9 @@ def local_wiener_prefill(x: torch.Tensor, mask: torch.Tensor, coeffs) -> torch.T
 
     The fill is linear in the data, so ``x`` may be in any unit (the model's scaled input).
     Valid pixels are returned unchanged; float64 on the CPU, result on ``x``'s device."""
-    import numpy as np
-
     from ..baselines.local_wiener import local_wiener_fill
 
-    m = (mask > 0).expand_as(x).to(torch.uint8).cpu().numpy()
-    xs = torch.where(mask > 0, x, torch.zeros((), dtype=x.dtype, device=x.device)).detach().cpu().double().numpy()
-    filled = np.zeros_like(xs)  # maps without a valid pixel keep the prior mean, 0
-    some = m.reshape(m.shape[0], -1).any(axis=1)
-    if some.any():
-        filled[some] = local_wiener_fill(xs[some], m[some], gmrf_coeffs=coeffs)
-    return torch.from_numpy(filled).to(device=x.device, dtype=x.dtype)
+    return _fill_on_cpu(x, mask, lambda maps, masks: local_wiener_fill(maps, masks, gmrf_coeffs=coeffs))
 
 
 def prefill_map(kind: str, x: torch.Tensor, mask: torch.Tensor, sweeps: int = DEFAULT_SWEEPS,
