@@ -1,5 +1,6 @@
 """The CMB sky: theory spectra (CAMB), flat-sky and HEALPix simulation, patch projection."""
 
+from .model import Sky, PRESETS as SKY_PRESETS  # noqa: F401
 from .defaults import (  # noqa: F401
     BEAM_FWHM_ARCMIN,
     EVAL_NOISE_UK_ARCMIN,

@@ -140,6 +140,46 @@ def lensed_tt_cl_uk2(ns=None, lmax: int = 6500, cosmology=None) -> np.ndarray:
     return _load_or_compute("spectra", key, lambda: _camb_lensed_tt(params, lmax))
 
 
+def _camb_spectra(params: dict, lmax: int, r: float) -> np.ndarray:
+    import camb
+
+    try:
+        pars = camb.set_params(**params, r=r, WantTensors=r > 0, lmax=lmax,
+                               lens_potential_accuracy=LENS_POTENTIAL_ACCURACY)
+    except Exception as exc:  # CAMB rejects unknown or unphysical parameters
+        raise InputError(f"cosmology: CAMB rejected the parameters ({exc})") from None
+    results = camb.get_results(pars)
+    powers = results.get_cmb_power_spectra(pars, CMB_unit="muK", raw_cl=True, lmax=lmax)
+    cl = np.array(powers["total" if r > 0 else "lensed_scalar"][: lmax + 1, :4], dtype=np.float64)
+    cl[:2] = 0.0
+    return cl.T.copy()  # (4, lmax + 1): TT, EE, BB, TE
+
+
+def camb_spectra_uk2(cosmology=None, lmax: int = 6500, r: float = 0.0) -> dict:
+    """Lensed CMB spectra ``{"tt", "ee", "bb", "te"}`` in μK² from CAMB (cached on disk).
+
+    Raw :math:`C_\\ell`, ℓ = 0..lmax, :math:`C_0 = C_1 = 0`, ``lens_potential_accuracy=1``;
+    with ``r > 0`` CAMB's ``total`` (lensed scalar + tensor) spectra, else ``lensed_scalar``
+    (whose BB is the lensing B modes). ``cosmology`` updates :data:`PLANCK18_COSMOLOGY`.
+    The TT column is the spectrum :func:`lensed_tt_cl_uk2` returns for the same parameters.
+    """
+    import camb
+
+    lmax = _check_lmax(lmax)
+    params = resolve_cosmology(cosmology)
+    r = float(r)
+    key = {
+        "what": "lensed TT EE BB TE raw_cl muK",
+        "params": params,
+        "r": r,
+        "lmax": lmax,
+        "lens_potential_accuracy": LENS_POTENTIAL_ACCURACY,
+        "camb": camb.__version__,
+    }
+    table = _load_or_compute("spectra", key, lambda: _camb_spectra(params, lmax, r))
+    return {name: table[i] for i, name in enumerate(("tt", "ee", "bb", "te"))}
+
+
 def gaussian_beam_bl(fwhm_arcmin: float, lmax: int) -> np.ndarray:
     """Gaussian beam transfer function.
 
@@ -261,6 +301,7 @@ def beam_convolved_cl_uk2(cl_uk2: np.ndarray, beam_fwhm_arcmin: float) -> np.nda
 
 __all__ = [
     "lensed_tt_cl_uk2",
+    "camb_spectra_uk2",
     "gaussian_beam_bl",
     "healpix_pixel_window",
     "beam_convolved_cl_uk2",
