@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from combine.baselines import BASELINES, biharmonic_fill, diffusive_fill, mean_fill, ns_fill, telea_fill
+from combine.baselines import BASELINES, biharmonic_fill, diffusive_fill, mean_fill, navier_stokes_fill, telea_fill
 from combine.errors import InputError
 
 SIZE = 32
@@ -57,7 +57,7 @@ def test_every_baseline_rejects_bad_masks(name):
         BASELINES[name](maps, np.zeros((SIZE, SIZE)), **SKY)
 
 
-@pytest.mark.parametrize("fill", [diffusive_fill, biharmonic_fill, telea_fill, ns_fill, mean_fill])
+@pytest.mark.parametrize("fill", [diffusive_fill, biharmonic_fill, telea_fill, navier_stokes_fill, mean_fill])
 def test_constant_field_is_filled_with_the_constant(fill):
     maps = np.full((2, SIZE, SIZE), -37.25, dtype=np.float64)
     out = fill(maps, circle(7))
@@ -121,7 +121,7 @@ def test_opencv_fills_keep_float_precision_at_large_offsets():
     """cv2.inpaint runs on float32 after removing the valid mean: a 1e6 μK offset does not quantise."""
     maps = smooth_maps(1, seed=4)[0].astype(np.float64)
     mask = circle(4)
-    for fill in (telea_fill, ns_fill):
+    for fill in (telea_fill, navier_stokes_fill):
         ref = fill(maps, mask)
         shifted = fill(maps + 1e6, mask)
         np.testing.assert_allclose(shifted - 1e6, ref, rtol=0, atol=1e-3)
@@ -130,7 +130,7 @@ def test_opencv_fills_keep_float_precision_at_large_offsets():
 def test_telea_and_ns_use_the_neighbourhood():
     """Both fill a hole in a tilted plane between the boundary extremes (no wild extrapolation)."""
     mask = circle(5)
-    for fill in (telea_fill, ns_fill):
+    for fill in (telea_fill, navier_stokes_fill):
         out = fill(ramp(), mask)
         hole = mask == 0
         boundary = ramp()[(mask == 1)]

@@ -11,13 +11,13 @@ import pytest
 
 from combine.baselines import BASELINES, WienerFilter, gcr_fill, wiener_fill
 from combine.baselines.covariance import (
-    correlation_function_uk2,
     correlation_table_uk2,
     covariance_from_table,
     pixel_covariance_uk2,
 )
 from combine.baselines.wiener import get_filter
 from combine.errors import InputError
+from combine.sky import Sky
 from combine.sky.spectra import gaussian_beam_bl
 
 SIZE = 24
@@ -33,6 +33,8 @@ def stand_in_cl(lmax=3000):
 
 
 CL = stand_in_cl()
+#: the same sky as one Sky (the API of new code); SKY + cl_uk2 are the loose keywords of the first API
+THE_SKY = Sky(cl_tt_uk2=CL, **SKY)
 
 
 def circle(size, radius, cy, cx):
@@ -44,12 +46,21 @@ def circle(size, radius, cy, cx):
 
 @pytest.fixture(scope="module")
 def cov():
-    return pixel_covariance_uk2(SIZE, cl_uk2=CL, **SKY)
+    return pixel_covariance_uk2(SIZE, THE_SKY)
 
 
 @pytest.fixture(scope="module")
 def wf():
-    return WienerFilter(SIZE, cl_uk2=CL, **SKY)
+    return WienerFilter(SIZE, sky=THE_SKY)
+
+
+def test_loose_keywords_build_the_same_filter(cov, wf):
+    """The first API's keywords describe the same sky: identical covariance and precision."""
+    np.testing.assert_array_equal(pixel_covariance_uk2(SIZE, cl_uk2=CL, **SKY), cov)
+    legacy = WienerFilter(SIZE, cl_uk2=CL, **SKY)
+    assert legacy.sky == THE_SKY and legacy._key == wf._key
+    with pytest.raises(InputError, match="not both"):
+        WienerFilter(SIZE, sky=THE_SKY, noise_uk_arcmin=1.0)
 
 
 def draw(cov, n, seed):
@@ -77,19 +88,18 @@ def test_correlation_function_matches_legendre_series():
     bl = gaussian_beam_bl(10.0, 400)
     coeff = (2 * np.arange(401) + 1) / (4 * np.pi) * cl * bl**2
     ref = np.polynomial.legendre.legval(np.cos(theta), coeff)
-    np.testing.assert_allclose(correlation_function_uk2(theta, cl, 10.0), ref, rtol=1e-10)
+    np.testing.assert_allclose(Sky(cl_tt_uk2=cl, beam_fwhm_arcmin=10.0).correlation_uk2(theta), ref, rtol=1e-10)
 
 
 def test_covariance_is_stationary_table_plus_noise(cov):
-    table = correlation_table_uk2(SIZE, cl_uk2=CL, pixel_arcmin=SKY["pixel_arcmin"],
-                                  beam_fwhm_arcmin=SKY["beam_fwhm_arcmin"])
+    table = correlation_table_uk2(SIZE, THE_SKY)
     ys, xs = np.divmod(np.arange(SIZE * SIZE), SIZE)
     ref = table[np.abs(ys[:, None] - ys[None]), np.abs(xs[:, None] - xs[None])]
     noise_var = (SKY["noise_uk_arcmin"] / SKY["pixel_arcmin"]) ** 2
     np.testing.assert_array_equal(cov, ref + noise_var * np.eye(SIZE * SIZE))
     # table at offset (3, 4) is ξ at 5 pixels
-    xi5 = correlation_function_uk2(5 * SKY["pixel_arcmin"] * math.pi / 10800, CL, SKY["beam_fwhm_arcmin"])
-    assert table[3, 4] == pytest.approx(float(xi5[0]), rel=1e-12)
+    xi5 = THE_SKY.correlation_uk2(5 * SKY["pixel_arcmin"] * math.pi / 10800)
+    assert table[3, 4] == pytest.approx(float(xi5), rel=1e-12)
     # rectangular patches build too
     rect = covariance_from_table(table[:3, :5], 0.0)
     assert rect.shape == (15, 15) and rect[0, 6] == table[1, 1]

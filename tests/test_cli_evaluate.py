@@ -209,3 +209,69 @@ def test_fullsky_map_and_mask(tmp_path, tiny_model_dir, capsys):
                         "--methods", "mean", "--masks", "circle-r4", "--fullsky-map", str(tmp_path / "map.fits"),
                         "--fullsky-mask", str(tmp_path / "mask.fits")], capsys)
     assert status == 2 and "needs a model" in err
+
+
+def test_regression_lwiener_gmrf_use_the_data_spectrum_whatever_else_runs(tmp_path, capsys):
+    """Issue 12 bug: `--methods lwiener,gmrf --ns 0.5` filled with the planck18 spectrum, because the
+    spectrum was loaded only when wiener/gcr were also requested. Now every method gets the one Sky
+    of the data: the lwiener and gmrf fills (their hole RMSE, to float rounding) are the same with or
+    without wiener in the list, and equal the fills computed directly with the ns = 0.5 spectrum
+    (which differ from the planck18 ones by far more than that rounding)."""
+    from combine.baselines import gmrf_fill, local_wiener_fill
+    from combine.data import write_dataset
+    from combine.evaluation import make_masks, parse_mask_spec, spec_seed
+    from combine.sky import Sky
+    from combine.sky.flat import simulate_flat_patches
+
+    size, n, seed = 32, 4, 3
+    sky = Sky.planck18(noise_uk_arcmin=1.0).with_ns(0.5)
+    maps = simulate_flat_patches(n, size=64, sky=sky, seed=9)[:, :size, :size].copy()
+    # a file of the first layout (loose attributes, per-patch ns labels): the sky comes from them
+    attrs = dict(pixel_arcmin=1.7177, beam_fwhm_arcmin=5.0, noise_uk_arcmin=1.0, size=size, method="flat",
+                 seed=9, cosmology=json.dumps({"ns": None}), combine_version="test")
+    d = tmp_path / "data"
+    d.mkdir()
+    write_dataset(d / "test.h5", maps, ns=np.full(n, 0.5), attrs=attrs)
+
+    def rmse_by_method(methods):
+        out = tmp_path / methods.replace(",", "_")
+        status = main(["evaluate", "--quiet", "--model", "none", "--data", str(d), "--out", str(out),
+                       "--methods", methods, "--masks", "circle-r4", "--ns", "0.5", "--seed", str(seed)])
+        assert status == 0, capsys.readouterr().err
+        records = json.loads((out / "results.json").read_text())
+        recorded = [r for r in records if r["metric"] == "sky"]
+        assert len(recorded) == 1 and Sky.from_json(recorded[0]["sky"]) == sky
+        return {r["method"]: r["value"] for r in records if r["metric"] == "rmse_hole"}
+
+    alone = rmse_by_method("lwiener,gmrf")
+    with_wiener = rmse_by_method("lwiener,gmrf,wiener")
+
+    spec = parse_mask_spec("circle-r4")
+    masks = make_masks(spec, n, size, spec_seed(seed, spec))
+    hole = masks < 0.5
+    masked = np.where(hole, np.float32(0.0), maps)
+
+    def rmse(fill, cl):
+        out = fill(masked, masks, cl_uk2=cl, pixel_arcmin=1.7177, beam_fwhm_arcmin=5.0, noise_uk_arcmin=1.0)
+        return float(np.sqrt(np.mean((out[hole].astype(np.float64) - maps[hole]) ** 2)))
+
+    for name, fill in (("lwiener", local_wiener_fill), ("gmrf", gmrf_fill)):
+        expected = rmse(fill, sky.cl_tt)
+        planck = rmse(fill, Sky.planck18().cl_tt)
+        assert abs(planck - expected) > 1e-3 * expected  # the spectrum matters at this precision
+        assert alone[name] == pytest.approx(with_wiener[name], rel=1e-6)
+        assert alone[name] == pytest.approx(expected, rel=1e-5)
+
+
+def test_old_navier_stokes_name_is_refused(tmp_path, capsys):
+    """`ns` means the spectral index only: the OpenCV method is `navier-stokes`, the old name is an error."""
+    out = tmp_path / "rep"
+    status, err = _run(["--model", "none", "--data", "simulate:2", "--size", "64", "--out", str(out),
+                        "--methods", "ns"], capsys)
+    assert status == 2 and "renamed 'navier-stokes'" in err and len(err.strip().splitlines()) == 1
+    status = main(["evaluate", "--quiet", "--model", "none", "--data", "simulate:2", "--size", "64",
+                   "--out", str(out), "--methods", "navier-stokes,mean", "--masks", "circle-r4"])
+    assert status == 0, capsys.readouterr().err
+    records = json.loads((out / "results.json").read_text())
+    by = {r["method"]: r["value"] for r in records if r["metric"] == "rmse_hole"}
+    assert by["navier-stokes"] < by["mean"]

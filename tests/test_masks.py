@@ -310,7 +310,7 @@ def test_augment_dilation_never_shrinks_holes():
 @pytest.mark.parametrize("content, word", [
     (np.full((40, 40), 0.5), "not binary"),
     (np.full((2, 40, 40), 1.0), "2-D"),
-    (np.array([["a", "b"], ["c", "d"]]), "non-numeric"),
+    (np.array([["a", "b"], ["c", "d"]]), "numeric"),
 ])
 def test_file_masks_bad_npy(tmp_path, content, word):
     np.save(tmp_path / "bad.npy", content)
@@ -326,11 +326,11 @@ def test_file_masks_bad_inputs(tmp_path):
     with pytest.raises(InputError, match="no .png or .npy"):
         M.FileMasks(tmp_path)
     (tmp_path / "x.png").write_bytes(b"not a png")
-    with pytest.raises(InputError, match="x.png: not a readable image"):
+    with pytest.raises(InputError, match="x.png: not a readable PNG"):
         M.FileMasks(tmp_path).validate()
     (tmp_path / "x.png").unlink()
     (tmp_path / "t.npy").write_bytes(b"\x93NUMPY trunc")
-    with pytest.raises(InputError, match="t.npy: cannot read"):
+    with pytest.raises(InputError, match="t.npy: not a readable .npy"):
         M.FileMasks(tmp_path).validate()
     (tmp_path / "t.npy").unlink()
     np.save(tmp_path / "zero.npy", np.zeros((32, 32)))
@@ -407,3 +407,23 @@ def test_generate_masks_kinds(mask_dir):
 def test_generate_masks_bad_inputs(kwargs, word):
     with pytest.raises(InputError, match=word):
         M.generate_masks(**kwargs)
+
+
+def test_one_mask_file_rule_for_masks_and_inpaint(tmp_path):
+    """Issue 12: PNG masks were thresholded at > 127 by `combine masks --kind files` and required
+    strictly binary by `combine inpaint`. One reader, one rule: black/white (or 0/1) only; an
+    anti-aliased (grey) edge is an error naming the file in both, never silently thresholded."""
+    from combine.image_io import read_mask_file
+
+    png = np.full((64, 64), 255, np.uint8)
+    cv2.circle(png, (32, 32), 10, 0, -1)
+    cv2.imwrite(str(tmp_path / "ok.png"), png)
+    expected = (png == 255).astype(np.float32)
+    np.testing.assert_array_equal(read_mask_file(tmp_path / "ok.png"), expected)
+    np.testing.assert_array_equal(M.FileMasks(tmp_path, 64)._load(tmp_path / "ok.png"), expected)
+    png[32, 20] = 200  # one grey pixel: > 127, which the old threshold took as valid
+    cv2.imwrite(str(tmp_path / "grey.png"), png)
+    with pytest.raises(InputError, match="grey.png: mask PNG is not black and white"):
+        read_mask_file(tmp_path / "grey.png")
+    with pytest.raises(InputError, match="grey.png: mask PNG is not black and white"):
+        M.FileMasks(tmp_path, 64).validate()

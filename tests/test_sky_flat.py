@@ -12,16 +12,15 @@ import numpy as np
 import pytest
 
 from combine.errors import InputError
+from combine.sky import Sky
 from combine.sky.flat import (
     _grid_power,
-    beamed_cl_uk2,
     grid_pixel_variance_uk2,
     grid_side_px,
     simulate_flat_patches,
     theory_pixel_variance_uk2,
     theory_variogram_uk2,
 )
-from combine.sky.spectra import lensed_tt_cl_uk2
 
 PIX = 1.7177
 SIZE = 64  # grid 512², 64 patches per grid
@@ -29,13 +28,27 @@ N_GRIDS = 24
 
 
 @pytest.fixture(scope="module")
-def cl():
-    return lensed_tt_cl_uk2()
+def sky():
+    return Sky.planck18()
 
 
 @pytest.fixture(scope="module")
-def patches(cl):
-    return simulate_flat_patches(64 * N_GRIDS, SIZE, cl_uk2=cl, seed=2024).astype(np.float64)
+def cl(sky):
+    return sky.cl_tt
+
+
+@pytest.fixture(scope="module")
+def patches(sky):
+    return simulate_flat_patches(64 * N_GRIDS, SIZE, sky=sky, seed=2024).astype(np.float64)
+
+
+def test_loose_keywords_are_the_same_sky(sky, cl):
+    """The first API's keywords (cl_uk2, beam, ...) give the same patches as the Sky."""
+    a = simulate_flat_patches(3, 64, sky=sky.replace(noise_uk_arcmin=2.0), seed=4)
+    b = simulate_flat_patches(3, 64, cl_uk2=cl, noise_uk_arcmin=2.0, seed=4)
+    np.testing.assert_array_equal(a, b)
+    with pytest.raises(InputError, match="not both"):
+        simulate_flat_patches(3, 64, sky=sky, noise_uk_arcmin=2.0)
 
 
 def test_shape_dtype_and_grid():
@@ -45,15 +58,15 @@ def test_shape_dtype_and_grid():
     assert np.all(np.isfinite(x))
 
 
-def test_pixel_variance_matches_grid_theory(cl, patches):
+def test_pixel_variance_matches_grid_theory(sky, patches):
     """Mean T² over whole grids vs (1/L²) Σ_k C B², tolerance from the grid's mode count.
 
     The grid mean of T² is Σ_k q_k |W_k|²/G² with q_k = C_{|k|}B²/(Δ²G²) and |W_k|²/G²
     exponential (mean 1, variance 1; ±k share one), so its variance is Σ_k 2 q_k² per grid.
     """
     g = grid_side_px(SIZE)
-    expected = grid_pixel_variance_uk2(cl, 5.0, PIX, g)
-    q = _grid_power(beamed_cl_uk2(cl, 5.0), g, PIX) / g**2
+    expected = grid_pixel_variance_uk2(sky, g)
+    q = _grid_power(sky.beamed_cl_uk2("tt"), g, PIX) / g**2
     weight = np.full(q.shape[1], 2.0)
     weight[[0, -1]] = 1.0
     se = np.sqrt(np.sum(weight * 2 * q**2) / N_GRIDS)  # 7 % per grid -> 1.5 % for 24 grids
@@ -62,18 +75,18 @@ def test_pixel_variance_matches_grid_theory(cl, patches):
     # the grid's sum agrees with the full-sky sum over the multipoles it holds (ℓ >= 2π/L)
     # to 5 % (coarse sampling of the lowest modes), and lacks ~15-20 % of the full variance
     ell_fund = 2 * np.pi / (g * PIX * np.pi / 10800)
-    assert expected == pytest.approx(theory_pixel_variance_uk2(cl, 5.0, lmin=int(np.ceil(ell_fund))), rel=0.05)
-    assert 0.75 < expected / theory_pixel_variance_uk2(cl, 5.0) < 0.9
+    assert expected == pytest.approx(theory_pixel_variance_uk2(sky, lmin=int(np.ceil(ell_fund))), rel=0.05)
+    assert 0.75 < expected / theory_pixel_variance_uk2(sky) < 0.9
 
 
-def test_within_patch_variance_matches_theory(cl, patches):
+def test_within_patch_variance_matches_theory(sky, patches):
     """E[variance about the patch mean] = (1/n⁴) Σ_{pixel pairs} γ(r_ij), full-sky γ."""
     d = np.arange(-SIZE + 1, SIZE)
     count = (SIZE - np.abs(d))[:, None] * (SIZE - np.abs(d))[None, :]
     r = np.hypot(d[:, None], d[None, :]).ravel() * PIX
     unique_r, inverse = np.unique(r, return_inverse=True)
     gamma = np.zeros_like(unique_r)
-    gamma[1:] = theory_variogram_uk2(unique_r[1:], cl)
+    gamma[1:] = theory_variogram_uk2(unique_r[1:], sky)
     expected = np.sum(count.ravel() * gamma[inverse]) / SIZE**4
     per_patch = patches.var(axis=(1, 2))
     se = per_patch.std(ddof=1) / np.sqrt(per_patch.size)
@@ -81,17 +94,17 @@ def test_within_patch_variance_matches_theory(cl, patches):
 
 
 @pytest.mark.parametrize("lag", [1, 2, 4, 8, 16, 32])
-def test_variogram_matches_theory(cl, patches, lag):
+def test_variogram_matches_theory(sky, patches, lag):
     """γ(r) = ½⟨(T(x+r) − T(x))²⟩ along rows and columns vs ξ(0) − ξ(r) (Legendre sum)."""
     diff_c = (patches[:, :, lag:] - patches[:, :, :-lag]) ** 2
     diff_r = (patches[:, lag:, :] - patches[:, :-lag, :]) ** 2
     per_patch = 0.25 * (diff_c.mean(axis=(1, 2)) + diff_r.mean(axis=(1, 2)))
-    expected = theory_variogram_uk2(lag * PIX, cl)[0]
+    expected = theory_variogram_uk2(lag * PIX, sky)[0]
     se = per_patch.std(ddof=1) / np.sqrt(per_patch.size)
     assert abs(per_patch.mean() - expected) < 4 * se + 0.005 * expected
 
 
-def test_no_wrap_around_between_opposite_edges(cl, patches):
+def test_no_wrap_around_between_opposite_edges(sky, patches):
     """Opposite edges are size-1 px apart, not 1 px: their variogram is γ(63 px), not γ(1 px).
 
     A generator whose patches tiled its own period would make them neighbours. The grid lacks
@@ -102,8 +115,8 @@ def test_no_wrap_around_between_opposite_edges(cl, patches):
         ((patches[:, :, -1] - patches[:, :, 0]) ** 2).mean(axis=1)
         + ((patches[:, -1, :] - patches[:, 0, :]) ** 2).mean(axis=1)
     )
-    expected = theory_variogram_uk2(lag * PIX, cl)[0]
-    neighbour = theory_variogram_uk2(PIX, cl)[0]
+    expected = theory_variogram_uk2(lag * PIX, sky)[0]
+    neighbour = theory_variogram_uk2(PIX, sky)[0]
     se = per_patch.std(ddof=1) / np.sqrt(per_patch.size)
     assert abs(per_patch.mean() - expected) < 4 * se + 0.03 * expected
     assert per_patch.mean() > 20 * neighbour
@@ -138,7 +151,8 @@ def test_beam_smooths(cl):
     sharp = simulate_flat_patches(64, 64, cl_uk2=cl, beam_fwhm_arcmin=0.0, seed=1).astype(np.float64)
     smooth = simulate_flat_patches(64, 64, cl_uk2=cl, beam_fwhm_arcmin=5.0, seed=1).astype(np.float64)
     g = [0.5 * np.mean((x[:, :, 1:] - x[:, :, :-1]) ** 2) for x in (sharp, smooth)]
-    theory = theory_variogram_uk2(PIX, cl, 0.0)[0] / theory_variogram_uk2(PIX, cl, 5.0)[0]
+    sharp_sky, smooth_sky = (Sky(cl_tt_uk2=cl, beam_fwhm_arcmin=b) for b in (0.0, 5.0))
+    theory = theory_variogram_uk2(PIX, sharp_sky)[0] / theory_variogram_uk2(PIX, smooth_sky)[0]
     assert g[0] / g[1] == pytest.approx(theory, rel=0.05)
 
 

@@ -4,11 +4,21 @@ Layout of ``DIR/{train,val,test}.h5``::
 
     maps   (N, H, W) or (N, C, H, W) float32, μK (never clipped or rescaled)
     ns     (N,) float64, optional: spectral index of each patch (several classes)
-    attrs  pixel_arcmin, beam_fwhm_arcmin, noise_uk_arcmin, size, method, seed,
+    attrs  sky (JSON text of :class:`combine.sky.Sky`), and, for readers of the first layout,
+           pixel_arcmin, beam_fwhm_arcmin, noise_uk_arcmin, size, method, seed,
            cosmology (JSON text), combine_version  [+ any extra, e.g. split, nside]
 
 ``seed`` is an integer, or the text ``"none"`` when no seed was given. Files are written
 atomically (temporary name, then rename).
+
+The ``sky`` attribute is the one description of the data's sky; the loose attributes repeat
+it (DESIGN.md's layout). Files written before ``Sky`` existed have no ``sky`` attribute: their
+sky is rebuilt from the loose ones (:meth:`combine.sky.Sky.from_legacy_attrs`). A dataset with
+several spectral-index classes (per-patch ``ns``) records the sky with the Planck ns and
+``cosmology.ns = null``; ``sky.with_ns(v)`` is the sky of class ``v``.
+
+One reader: :func:`read_header` checks the layout and attributes without loading the maps,
+:func:`read_dataset` adds the maps.
 """
 
 from __future__ import annotations
@@ -41,6 +51,10 @@ SPLITS = ("train", "val", "test")
 
 def _attr_value(name, value):
     """Convert an attribute to something HDF5 stores and reads back unchanged."""
+    from .sky import Sky
+
+    if isinstance(value, Sky):
+        return value.to_json_text()
     if name == "cosmology" and not isinstance(value, str):
         return json.dumps(value, sort_keys=True)
     if name == "seed" and value is None:
@@ -63,9 +77,25 @@ def _checked_maps(maps, source="maps") -> np.ndarray:
     return arr
 
 
-def prepare_attrs(attrs: dict, maps_shape) -> dict:
-    """Complete and check the attributes of a dataset (adds ``combine_version`` if absent)."""
+def sky_attrs(sky) -> dict:
+    """The attributes that describe ``sky`` (:class:`combine.sky.Sky`): ``sky`` (its JSON) and
+    the loose ``pixel_arcmin``, ``beam_fwhm_arcmin``, ``noise_uk_arcmin``, ``cosmology`` kept
+    for readers of the first layout."""
+    return {"sky": sky.to_json_text(), "pixel_arcmin": float(sky.pixel_arcmin),
+            "beam_fwhm_arcmin": float(sky.beam_fwhm_arcmin), "noise_uk_arcmin": float(sky.noise_uk_arcmin),
+            "cosmology": json.dumps(dict(sky.cosmology), sort_keys=True)}
+
+
+def prepare_attrs(attrs: dict, maps_shape, sky=None) -> dict:
+    """Complete and check the attributes of a dataset (adds ``combine_version`` if absent).
+
+    With ``sky`` (:class:`combine.sky.Sky`), its attributes (:func:`sky_attrs`) fill in those
+    not given in ``attrs``.
+    """
     attrs = dict(attrs or {})
+    if sky is not None:
+        for key, value in sky_attrs(sky).items():
+            attrs.setdefault(key, value)
     attrs.setdefault("combine_version", __version__)
     attrs.setdefault("size", int(maps_shape[-1]))
     missing = [name for name in REQUIRED_ATTRS if name not in attrs]
@@ -74,7 +104,7 @@ def prepare_attrs(attrs: dict, maps_shape) -> dict:
     return {name: _attr_value(name, value) for name, value in attrs.items()}
 
 
-def init_h5(handle, n, map_shape, *, with_ns: bool, attrs: dict):
+def init_h5(handle, n, map_shape, *, with_ns: bool, attrs: dict, sky=None):
     """Create the ``maps`` (and ``ns``) datasets and attributes in an open ``h5py.File``.
 
     ``map_shape`` is (H, W) or (C, H, W). Returns ``(maps_dataset, ns_dataset_or_None)`` to be
@@ -84,12 +114,12 @@ def init_h5(handle, n, map_shape, *, with_ns: bool, attrs: dict):
     chunks = (1,) + shape[1:] if n > 0 else None
     maps_ds = handle.create_dataset("maps", shape=shape, dtype=np.float32, chunks=chunks)
     ns_ds = handle.create_dataset("ns", shape=(int(n),), dtype=np.float64) if with_ns else None
-    for name, value in prepare_attrs(attrs, shape).items():
+    for name, value in prepare_attrs(attrs, shape, sky).items():
         handle.attrs[name] = value
     return maps_ds, ns_ds
 
 
-def write_dataset(path, maps, *, ns=None, attrs: dict) -> None:
+def write_dataset(path, maps, *, ns=None, attrs: dict | None = None, sky=None) -> None:
     """Write a dataset file (atomically).
 
     Parameters
@@ -102,7 +132,10 @@ def write_dataset(path, maps, *, ns=None, attrs: dict) -> None:
         Spectral index of each patch.
     attrs : dict
         Must hold :data:`REQUIRED_ATTRS` (``combine_version`` and ``size`` are filled in if
-        absent); ``cosmology`` may be a dict (stored as JSON text). Extra keys are stored too.
+        absent, and the sky attributes when ``sky`` is given); ``cosmology`` may be a dict
+        (stored as JSON text). Extra keys are stored too.
+    sky : combine.sky.Sky, optional
+        The data's sky, written as the ``sky`` attribute (and the loose attributes).
     """
     import h5py
 
@@ -111,7 +144,7 @@ def write_dataset(path, maps, *, ns=None, attrs: dict) -> None:
         ns = np.asarray(ns, dtype=np.float64)
         if ns.shape != (maps.shape[0],):
             raise InputError(f"{path}: ns must have shape ({maps.shape[0]},), got {ns.shape}")
-    prepared = prepare_attrs(attrs, maps.shape)
+    prepared = prepare_attrs(attrs, maps.shape, sky)
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as handle:
             maps_ds, ns_ds = init_h5(handle, maps.shape[0], maps.shape[1:], with_ns=ns is not None, attrs=prepared)
@@ -131,24 +164,30 @@ def _python(value):
     return value
 
 
-def read_dataset(path):
-    """Read and validate a dataset file.
+def read_header(path):
+    """Check a dataset file's layout and attributes without reading the maps.
 
     Returns
     -------
-    maps : ndarray float32, (N, H, W) or (N, C, H, W), μK
-    ns : ndarray float64 (N,) or None
+    shape : tuple of int
+        Shape of ``maps`` as stored: (N, H, W) or (N, C, H, W).
     attrs : dict
         All attributes as Python values; ``cosmology`` stays JSON text (parse it with
         :func:`dataset_cosmology`), ``seed`` is an int or None.
+    sky : combine.sky.Sky
+        The ``sky`` attribute, or for files without one the sky of the loose attributes
+        (:meth:`combine.sky.Sky.from_legacy_attrs`).
 
     Raises
     ------
     InputError
         File missing or not HDF5, no ``maps`` dataset, wrong dimensions or dtype, ``ns`` of
-        the wrong length, a missing required attribute or invalid cosmology JSON.
+        the wrong length, a missing required attribute, ``size`` not the maps' side, invalid
+        cosmology JSON or sky description.
     """
     import h5py
+
+    from .sky import Sky
 
     path = Path(path)
     if not path.is_file():
@@ -164,12 +203,9 @@ def read_dataset(path):
                 raise InputError(f"{path}: 'maps' must be (N, H, W) or (N, C, H, W), got shape {ds.shape}")
             if ds.dtype.kind != "f":
                 raise InputError(f"{path}: 'maps' must be floating point, got {ds.dtype}")
-            maps = ds[...].astype(np.float32, copy=False)
-            ns = None
-            if "ns" in handle:
-                ns = np.asarray(handle["ns"][...], dtype=np.float64)
-                if ns.shape != (maps.shape[0],):
-                    raise InputError(f"{path}: 'ns' has shape {ns.shape}, expected ({maps.shape[0]},)")
+            shape = tuple(int(s) for s in ds.shape)
+            if "ns" in handle and handle["ns"].shape != (shape[0],):
+                raise InputError(f"{path}: 'ns' has shape {handle['ns'].shape}, expected ({shape[0]},)")
             attrs = {name: _python(value) for name, value in handle.attrs.items()}
     except OSError as exc:
         raise InputError(f"{path}: cannot read HDF5 file ({exc})") from None
@@ -182,6 +218,36 @@ def read_dataset(path):
         json.loads(attrs["cosmology"])
     except (TypeError, ValueError):
         raise InputError(f"{path}: attribute 'cosmology' is not JSON text") from None
+    try:
+        size_ok = int(attrs["size"]) == shape[-1]
+    except (TypeError, ValueError):
+        size_ok = False
+    if not size_ok:
+        raise InputError(f"{path}: attribute size={attrs['size']!r} but maps are {shape[-2]}×{shape[-1]}")
+    sky = Sky.from_legacy_attrs(attrs, source=str(path))
+    return shape, attrs, sky
+
+
+def read_dataset(path):
+    """Read and validate a dataset file (:func:`read_header`, then the maps).
+
+    Returns
+    -------
+    maps : ndarray float32, (N, H, W) or (N, C, H, W), μK
+    ns : ndarray float64 (N,) or None
+    attrs : dict
+        As :func:`read_header`'s.
+    """
+    import h5py
+
+    path = Path(path)
+    _, attrs, _ = read_header(path)
+    try:
+        with h5py.File(path, "r") as handle:
+            maps = handle["maps"][...].astype(np.float32, copy=False)
+            ns = np.asarray(handle["ns"][...], dtype=np.float64) if "ns" in handle else None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read HDF5 file ({exc})") from None
     return maps, ns, attrs
 
 
@@ -234,6 +300,8 @@ __all__ = [
     "SPLITS",
     "write_dataset",
     "read_dataset",
+    "read_header",
+    "sky_attrs",
     "dataset_cosmology",
     "split_counts",
     "parse_split",

@@ -21,8 +21,13 @@ A grey level :math:`g \\in [0, 255]` stands for the temperature
 so black is −500 μK, white +500 μK and mid-grey 0 (one grey level ≈ 3.9 μK). 16-bit PNGs are
 read as :math:`g = v/257`. Writing rounds :math:`g = T/s + 127.5` to the nearest level and clips
 to [0, 255] with a warning (the only place CoMBInE clips temperatures). RGB(A) PNGs are accepted
-only if they are grey (R = G = B). PNG masks: white (255) = valid, black (0) = hole; any other
-level is an error (masks are binary).
+only if they are grey (R = G = B).
+
+Mask files (one reader, one rule: :func:`read_mask_file`, used by ``combine masks --kind files``
+and ``combine inpaint --mask``): masks are strictly binary, 1 = valid, 0 = hole. A PNG mask
+holds only black (0) = hole and white (255, or 65535 in 16-bit) = valid, or only the levels
+0 and 1; any other level (grey, anti-aliased edges) is an error, never thresholded. A ``.npy``
+mask holds only 0 and 1 (or booleans).
 """
 
 from __future__ import annotations
@@ -344,6 +349,28 @@ def read_png_mask(path) -> np.ndarray:
     return (g == 255).astype(np.float32)
 
 
+def read_npy_mask(path) -> np.ndarray:
+    """``.npy`` mask -> float32 array of 0 (hole) and 1 (valid), any shape; other values are an error."""
+    arr = read_npy(path, ndims=(2, 3, 4))
+    if arr.dtype != bool and not np.issubdtype(arr.dtype, np.number):
+        raise InputError(f"{path}: mask has non-numeric dtype {arr.dtype}")
+    if not np.isin(arr, (0, 1)).all():
+        raise InputError(f"{path}: mask is not binary (found values other than 0 and 1); "
+                         "masks are 1 = valid, 0 = hole")
+    return arr.astype(np.float32)
+
+
+def read_mask_file(path) -> np.ndarray:
+    """The one mask-file reader: a ``.png`` (:func:`read_png_mask`) or ``.npy``
+    (:func:`read_npy_mask`) mask as float32 0/1 (1 = valid); the rule is in the module docstring."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".png":
+        return read_png_mask(path)
+    if suffix == ".npy":
+        return read_npy_mask(path)
+    raise InputError(f"{path}: a mask file is .png or .npy, got {suffix or 'no suffix'}")
+
+
 def write_png_mask(path, mask) -> Path:
     """(H, W) binary mask -> black (hole) and white (valid) PNG."""
     from PIL import Image
@@ -369,5 +396,7 @@ __all__ = [
     "read_png",
     "write_png",
     "read_png_mask",
+    "read_npy_mask",
+    "read_mask_file",
     "write_png_mask",
 ]

@@ -12,7 +12,8 @@ Generators
   centre (the original analysis swept centred radii 5 … 65 px).
 * :func:`point_source_mask` — many small discs, diameters log-uniform in 3–30 arcmin
   (Planck-like point-source holes), number per patch uniform in 1 … 20 per 128² patch.
-* :func:`masks_from_files` / :class:`FileMasks` — PNG or NPY masks from a directory, augmented
+* :func:`masks_from_files` / :class:`FileMasks` — PNG or NPY masks from a directory (strictly
+  binary: the one rule of :func:`combine.image_io.read_mask_file`), augmented
   as the original CoMBInE did (random rotation with 1.5× zoom, random hole dilation, random crop).
 * :class:`MaskSampler` — draws one mask from a probability mix of the above (training).
 
@@ -228,27 +229,14 @@ def random_circle_mask(size: int = 128, rng=None, radius_px=CIRCLE_RADIUS_PX) ->
 
 # --------------------------------------------------------------------------------- files
 def _read_mask_file(path: Path) -> np.ndarray:
-    """A mask image as uint8 0/1 (1 = valid): PNG grey level > 127 (white) = valid, as the
-    original thresholded its masks; NPY must hold only 0 and 1 (or booleans)."""
-    if path.suffix.lower() == ".npy":
-        try:
-            arr = np.load(path, allow_pickle=False)
-        except (OSError, ValueError, EOFError) as exc:
-            raise InputError(f"{path}: cannot read mask ({exc})") from None
-        if not isinstance(arr, np.ndarray):
-            raise InputError(f"{path}: not a single .npy array")
-        arr = np.squeeze(arr)
-        if arr.ndim != 2:
-            raise InputError(f"{path}: mask must be 2-D, got shape {arr.shape}")
-        if arr.dtype != bool and not np.issubdtype(arr.dtype, np.number):
-            raise InputError(f"{path}: mask has non-numeric dtype {arr.dtype}")
-        if not np.isin(arr, (0, 1)).all():
-            raise InputError(f"{path}: mask is not binary (found values other than 0 and 1)")
-        return arr.astype(np.uint8)
-    img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    if img is None:
-        raise InputError(f"{path}: not a readable image")
-    return (img > 127).astype(np.uint8)
+    """A 2-D mask file as uint8 0/1 (1 = valid), by the one rule of
+    :func:`combine.image_io.read_mask_file` (strictly binary; grey PNG levels are an error)."""
+    from .image_io import read_mask_file
+
+    arr = np.squeeze(read_mask_file(path))
+    if arr.ndim != 2:
+        raise InputError(f"{path}: mask must be 2-D, got shape {arr.shape}")
+    return arr.astype(np.uint8)
 
 
 class FileMasks:

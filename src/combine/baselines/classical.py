@@ -4,7 +4,8 @@ All take ``maps`` (H, W), (N, H, W) or (N, C, H, W) in μK and a mask (1 = valid
 a shape that broadcasts (see :func:`combine.validation.check_maps_and_masks`), return a copy
 whose valid pixels are bit-identical to the input (floating dtype kept, otherwise float32), and
 ignore unknown keyword arguments (so that every baseline can be called with the same sky
-keywords). Hole values of the input are never read.
+keywords: the baselines' convention ``fill(maps, masks, *, sky, seed=None, **options)``).
+Hole values of the input are never read.
 """
 
 from __future__ import annotations
@@ -167,7 +168,7 @@ def telea_fill(maps, masks, *, inpaint_radius_px: float = 3.0, **_ignored) -> np
     return _cv2_fill(maps, masks, cv2.INPAINT_TELEA, inpaint_radius_px)
 
 
-def ns_fill(maps, masks, *, inpaint_radius_px: float = 3.0, **_ignored) -> np.ndarray:
+def navier_stokes_fill(maps, masks, *, inpaint_radius_px: float = 3.0, **_ignored) -> np.ndarray:
     """OpenCV Navier–Stokes inpainting (Bertalmio et al. 2001, ``cv2.INPAINT_NS``) on float32 maps.
 
     Isophote directions are propagated into the hole (fluid-dynamics analogy); float32 input,
@@ -190,4 +191,4 @@ def mean_fill(maps, masks, **_ignored) -> np.ndarray:
     return out
 
 
-__all__ = ["diffusive_fill", "biharmonic_fill", "telea_fill", "ns_fill", "mean_fill"]
+__all__ = ["diffusive_fill", "biharmonic_fill", "telea_fill", "navier_stokes_fill", "mean_fill"]

@@ -34,24 +34,11 @@ checks the realised hole MSE on flat simulations against :meth:`WienerFilter.exp
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from ..errors import InputError
-from ..sky.defaults import BEAM_FWHM_ARCMIN, PIXEL_ARCMIN
-
-ARCMIN_RAD = math.pi / (180.0 * 60.0)
-
-
-def _positive(value, name: str, allow_zero: bool = False) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{name}: must be a number, got {value!r}") from None
-    if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
-        raise InputError(f"{name}: must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
-    return v
+from ..sky.defaults import ARCMIN_RAD
+from ..sky.model import Sky, sky_from_keywords
 
 
 def patch_shape(size) -> tuple[int, int]:
@@ -62,69 +49,35 @@ def patch_shape(size) -> tuple[int, int]:
     return int(shape[0]), int(shape[1])
 
 
-def theory_cl_uk2(cl_uk2=None, *, pixel_arcmin: float = PIXEL_ARCMIN,
-                  beam_fwhm_arcmin: float = BEAM_FWHM_ARCMIN, ns=None) -> np.ndarray:
-    """``cl_uk2`` checked, or the planck18 lensed TT spectrum (CAMB, cached, its default ℓ_max = 6500).
+def theory_cl_uk2(cl_uk2=None, *, ns=None, **_sky) -> np.ndarray:
+    """The TT spectrum of the loose keywords of the first API (``cl_uk2`` checked, or CAMB
+    planck18 with ``ns``): ``sky_from_keywords(cl_uk2=..., ns=...).cl_tt``.
 
-    The default is the spectrum :func:`combine.sky.flat.simulate_flat_patches` uses, so the
-    covariance matches the simulations (beyond ℓ = 6500 the 5' beam leaves < 1e-7 of the power).
+    Kept for the callers not yet converted to ``sky=`` (the GMRF fit); new code takes a
+    :class:`combine.sky.Sky` and reads ``sky.cl_tt``.
     """
-    if cl_uk2 is None:
-        from ..sky.spectra import lensed_tt_cl_uk2
-
-        return np.asarray(lensed_tt_cl_uk2(ns=ns), dtype=np.float64)
-    cl = np.asarray(cl_uk2, dtype=np.float64)
-    if cl.ndim != 1 or cl.size < 3:
-        raise InputError(f"cl_uk2: expected a 1-D spectrum C_ell (ell = 0..lmax, lmax >= 2), got shape {cl.shape}")
-    if not np.all(np.isfinite(cl)) or (cl < 0).any():
-        raise InputError("cl_uk2: spectrum must be finite and non-negative")
-    return cl
+    return sky_from_keywords(cl_uk2=cl_uk2, ns=ns).cl_tt
 
 
-def correlation_function_uk2(theta_rad, cl_uk2, beam_fwhm_arcmin: float = BEAM_FWHM_ARCMIN) -> np.ndarray:
-    """Beam-convolved correlation function :math:`\\xi(\\theta)` in μK².
-
-    .. math:: \\xi(\\theta) = \\sum_\\ell \\frac{2\\ell+1}{4\\pi} C_\\ell B_\\ell^2 P_\\ell(\\cos\\theta)
-
-    Parameters
-    ----------
-    theta_rad : array_like
-        Separations in radians.
-    cl_uk2 : array_like, shape (lmax + 1,)
-        :math:`C_\\ell` in μK² (ℓ = 0..lmax).
-    beam_fwhm_arcmin : float
-        Gaussian beam FWHM (0 = no beam).
-    """
-    import healpy as hp
-
-    from ..sky.spectra import gaussian_beam_bl
-
-    cl = np.asarray(cl_uk2, dtype=np.float64)
-    bl = gaussian_beam_bl(beam_fwhm_arcmin, cl.size - 1)
-    theta = np.atleast_1d(np.asarray(theta_rad, dtype=np.float64))
-    return np.asarray(hp.bl2beam(cl * bl**2, theta.ravel()), dtype=np.float64).reshape(theta.shape)
-
-
-def correlation_table_uk2(size, *, cl_uk2=None, pixel_arcmin: float = PIXEL_ARCMIN,
-                          beam_fwhm_arcmin: float = BEAM_FWHM_ARCMIN, ns=None) -> np.ndarray:
+def correlation_table_uk2(size, sky: Sky | None = None, **legacy_sky) -> np.ndarray:
     """Signal covariance by integer pixel offset: ``T[dy, dx] = ξ(Δ_pix √(dy² + dx²))``, shape (H, W), μK².
 
-    Each distinct :math:`dy^2 + dx^2` is evaluated once.
+    ξ is :meth:`combine.sky.Sky.correlation_uk2` (no pixel window: flat patches are point
+    samples); each distinct :math:`dy^2 + dx^2` is evaluated once. ``sky`` or the loose
+    keywords of the first API (``cl_uk2``, ``ns``, ``pixel_arcmin``, ``beam_fwhm_arcmin``).
     """
     h, w = patch_shape(size)
-    pixel_arcmin = _positive(pixel_arcmin, "pixel_arcmin")
-    beam_fwhm_arcmin = _positive(beam_fwhm_arcmin, "beam_fwhm_arcmin", allow_zero=True)
-    cl = theory_cl_uk2(cl_uk2, pixel_arcmin=pixel_arcmin, beam_fwhm_arcmin=beam_fwhm_arcmin, ns=ns)
+    sky = sky_from_keywords(sky, **legacy_sky)
     r2 = np.add.outer(np.arange(h) ** 2, np.arange(w) ** 2)
     unique_r2, inverse = np.unique(r2, return_inverse=True)
-    xi = correlation_function_uk2(np.sqrt(unique_r2) * pixel_arcmin * ARCMIN_RAD, cl, beam_fwhm_arcmin)
+    xi = sky.correlation_uk2(np.sqrt(unique_r2) * sky.pixel_arcmin * ARCMIN_RAD)
     return xi[inverse].reshape(h, w)
 
 
 def white_noise_variance_uk2(noise_uk_arcmin: float, pixel_arcmin: float) -> float:
-    """Per-pixel white-noise variance :math:`\\sigma_{pix}^2 = (\\text{noise}/\\Delta_{pix})^2`, μK²."""
-    noise = _positive(noise_uk_arcmin, "noise_uk_arcmin", allow_zero=True)
-    return (noise / _positive(pixel_arcmin, "pixel_arcmin")) ** 2
+    """Per-pixel white-noise variance :math:`\\sigma_{pix}^2 = (\\text{noise}/\\Delta_{pix})^2`, μK²
+    (:attr:`combine.sky.Sky.noise_var_pix_uk2`, the arguments checked as a Sky checks them)."""
+    return Sky(cl_tt_uk2=np.zeros(3), noise_uk_arcmin=noise_uk_arcmin, pixel_arcmin=pixel_arcmin).noise_var_pix_uk2
 
 
 def covariance_from_table(table_uk2: np.ndarray, noise_var_uk2: float = 0.0) -> np.ndarray:
@@ -154,9 +107,7 @@ def covariance_between(table_uk2: np.ndarray, a_yx: np.ndarray, b_yx: np.ndarray
     return table_uk2[np.abs(a_yx[:, None, 0] - b_yx[None, :, 0]), np.abs(a_yx[:, None, 1] - b_yx[None, :, 1])]
 
 
-def pixel_covariance_uk2(size, *, cl_uk2=None, pixel_arcmin: float = PIXEL_ARCMIN,
-                         beam_fwhm_arcmin: float = BEAM_FWHM_ARCMIN, noise_uk_arcmin: float = 0.0,
-                         ns=None) -> np.ndarray:
+def pixel_covariance_uk2(size, sky: Sky | None = None, **legacy_sky) -> np.ndarray:
     """Covariance of the H·W pixels of a flat patch (row-major order), μK².
 
     .. math::
@@ -169,23 +120,19 @@ def pixel_covariance_uk2(size, *, cl_uk2=None, pixel_arcmin: float = PIXEL_ARCMI
     ----------
     size : int or (H, W)
         Patch shape in pixels.
-    cl_uk2 : array_like, optional
-        :math:`C_\\ell` in μK²; default the planck18 lensed TT spectrum
-        (:func:`combine.sky.spectra.lensed_tt_cl_uk2`, with ``ns`` if given).
-    pixel_arcmin, beam_fwhm_arcmin, noise_uk_arcmin : float
-        Pixel side, Gaussian beam FWHM, white-noise level (μK·arcmin).
+    sky : Sky, optional
+        Spectrum, beam, pixel side and white noise (default ``Sky.planck18()``, no noise), or
+        the loose keywords of the first API.
 
     Returns
     -------
     ndarray, shape (H·W, H·W), float64. 128² is 2.1 GB.
     """
-    table = correlation_table_uk2(size, cl_uk2=cl_uk2, pixel_arcmin=pixel_arcmin,
-                                  beam_fwhm_arcmin=beam_fwhm_arcmin, ns=ns)
-    return covariance_from_table(table, white_noise_variance_uk2(noise_uk_arcmin, pixel_arcmin))
+    sky = sky_from_keywords(sky, **legacy_sky)
+    return covariance_from_table(correlation_table_uk2(size, sky), sky.noise_var_pix_uk2)
 
 
 __all__ = [
-    "correlation_function_uk2",
     "correlation_table_uk2",
     "covariance_from_table",
     "patch_shape",

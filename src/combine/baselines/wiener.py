@@ -40,16 +40,9 @@ import torch
 
 from ..atomic import atomic_path
 from ..errors import InputError
-from ..sky.defaults import BEAM_FWHM_ARCMIN, PIXEL_ARCMIN
+from ..sky.model import Sky, sky_from_keywords
 from ..validation import check_maps_and_masks
-from .covariance import (
-    _positive,
-    correlation_table_uk2,
-    covariance_from_table,
-    patch_shape,
-    theory_cl_uk2,
-    white_noise_variance_uk2,
-)
+from .covariance import correlation_table_uk2, covariance_from_table, patch_shape
 
 #: Diagonal floor relative to the signal variance ξ(0) (regularises noiseless covariances).
 REGULARISATION_REL = 1e-8
@@ -74,6 +67,12 @@ _PRECISION_CACHE: "OrderedDict[tuple, torch.Tensor]" = OrderedDict()
 
 def _cl_key(cl: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(cl, dtype=np.float64).tobytes()).hexdigest()[:24]
+
+
+def _config_key(shape: tuple, sky: Sky) -> tuple:
+    """What the precision matrix depends on: patch shape, pixel, beam, noise variance, TT bytes
+    (the disk cache's key: unchanged since before ``Sky``, so existing cache entries stay valid)."""
+    return (tuple(shape), sky.pixel_arcmin, sky.beam_fwhm_arcmin, sky.noise_var_pix_uk2, _cl_key(sky.cl_tt))
 
 
 def precision_matrix(table_uk2: np.ndarray, noise_var_uk2: float) -> torch.Tensor:
@@ -148,36 +147,35 @@ class WienerFilter:
     ----------
     size : int or (H, W)
         Patch shape in pixels (128 for the default sky; small sizes for tests).
-    cl_uk2 : array_like, optional
-        Theory :math:`C_\\ell` in μK² (ℓ = 0..lmax); default planck18 lensed TT from CAMB
-        (with spectral index ``ns`` if given).
-    pixel_arcmin, beam_fwhm_arcmin, noise_uk_arcmin : float
-        Pixel side, Gaussian beam FWHM and white-noise level (μK·arcmin) of the maps.
+    sky : Sky, optional
+        The maps' sky: TT spectrum, beam, pixel side and white noise (default
+        ``Sky.planck18()``, no noise). Callers of the first API may give the loose keywords
+        ``cl_uk2``, ``ns``, ``pixel_arcmin``, ``beam_fwhm_arcmin``, ``noise_uk_arcmin`` instead.
     geometry_cache_bytes : int
         Memory budget of the per-geometry factorisations (least recently used are dropped).
 
     Examples
     --------
-    >>> wf = WienerFilter(32, pixel_arcmin=1.7177, beam_fwhm_arcmin=5.0, noise_uk_arcmin=1.0)  # doctest: +SKIP
-    >>> filled = wf.fill(maps, masks)                                                             # doctest: +SKIP
-    >>> wf.expected_mse(masks[0])                                                                 # doctest: +SKIP
+    >>> wf = WienerFilter(32, sky=Sky.planck18(noise_uk_arcmin=1.0))   # doctest: +SKIP
+    >>> filled = wf.fill(maps, masks)                                   # doctest: +SKIP
+    >>> wf.expected_mse(masks[0])                                       # doctest: +SKIP
     """
 
-    def __init__(self, size, *, cl_uk2=None, pixel_arcmin: float = PIXEL_ARCMIN,
-                 beam_fwhm_arcmin: float = BEAM_FWHM_ARCMIN, noise_uk_arcmin: float = 0.0, ns=None,
-                 geometry_cache_bytes: int = GEOMETRY_CACHE_BYTES):
+    def __init__(self, size, *, sky: Sky | None = None, geometry_cache_bytes: int = GEOMETRY_CACHE_BYTES,
+                 **legacy_sky):
         self.shape = patch_shape(size)
-        self.pixel_arcmin = _positive(pixel_arcmin, "pixel_arcmin")
-        self.beam_fwhm_arcmin = _positive(beam_fwhm_arcmin, "beam_fwhm_arcmin", allow_zero=True)
-        self.noise_uk_arcmin = _positive(noise_uk_arcmin, "noise_uk_arcmin", allow_zero=True)
-        self.cl_uk2 = theory_cl_uk2(cl_uk2, pixel_arcmin=self.pixel_arcmin,
-                                    beam_fwhm_arcmin=self.beam_fwhm_arcmin, ns=ns)
-        self.noise_var_uk2 = white_noise_variance_uk2(self.noise_uk_arcmin, self.pixel_arcmin)
+        self.sky = sky_from_keywords(sky, **legacy_sky)
+        if self.sky.noise_var_uk2 is not None:
+            raise InputError("sky: the flat-patch Wiener filter takes white noise only, not a noise map")
+        self.pixel_arcmin = self.sky.pixel_arcmin
+        self.beam_fwhm_arcmin = self.sky.beam_fwhm_arcmin
+        self.noise_uk_arcmin = self.sky.noise_uk_arcmin
+        self.cl_uk2 = self.sky.cl_tt
+        self.noise_var_uk2 = self.sky.noise_var_pix_uk2
         self.geometry_cache_bytes = int(geometry_cache_bytes)
         self._geometries: "OrderedDict[str, _Geometry]" = OrderedDict()
         self._q = None
-        self._key = (self.shape, self.pixel_arcmin, self.beam_fwhm_arcmin, self.noise_var_uk2,
-                     _cl_key(self.cl_uk2))
+        self._key = _config_key(self.shape, self.sky)
 
     # -- precision matrix (shared across instances) -------------------------------------------
     @property
@@ -194,8 +192,7 @@ class WienerFilter:
         if q is not None:
             _PRECISION_CACHE.move_to_end(self._key)
             return q
-        table = correlation_table_uk2(self.shape, cl_uk2=self.cl_uk2, pixel_arcmin=self.pixel_arcmin,
-                                      beam_fwhm_arcmin=self.beam_fwhm_arcmin)
+        table = correlation_table_uk2(self.shape, self.sky)
         nbytes = (table.size ** 2) * 8
         # free room first so that at most ~2 big matrices are alive while computing
         while _PRECISION_CACHE and _cache_bytes() + nbytes > PRECISION_CACHE_BYTES:
@@ -365,16 +362,13 @@ _FILTERS: "OrderedDict[tuple, WienerFilter]" = OrderedDict()
 _MAX_FILTERS = 4
 
 
-def get_filter(shape, *, pixel_arcmin=PIXEL_ARCMIN, beam_fwhm_arcmin=BEAM_FWHM_ARCMIN,
-               noise_uk_arcmin=0.0, cl_uk2=None, ns=None) -> WienerFilter:
-    """A (cached) :class:`WienerFilter` for this configuration; geometry caches persist across calls."""
-    cl = theory_cl_uk2(cl_uk2, pixel_arcmin=_positive(pixel_arcmin, "pixel_arcmin"),
-                       beam_fwhm_arcmin=_positive(beam_fwhm_arcmin, "beam_fwhm_arcmin", allow_zero=True), ns=ns)
-    key = (patch_shape(shape), float(pixel_arcmin), float(beam_fwhm_arcmin), float(noise_uk_arcmin), _cl_key(cl))
+def get_filter(shape, sky: Sky | None = None, **legacy_sky) -> WienerFilter:
+    """A (cached) :class:`WienerFilter` for this patch shape and sky; geometry caches persist across calls."""
+    sky = sky_from_keywords(sky, **legacy_sky)
+    key = _config_key(patch_shape(shape), sky)
     wf = _FILTERS.get(key)
     if wf is None:
-        wf = WienerFilter(shape, cl_uk2=cl, pixel_arcmin=pixel_arcmin, beam_fwhm_arcmin=beam_fwhm_arcmin,
-                          noise_uk_arcmin=noise_uk_arcmin)
+        wf = WienerFilter(shape, sky=sky)
         _FILTERS[key] = wf
         while len(_FILTERS) > _MAX_FILTERS:
             _FILTERS.popitem(last=False)
@@ -390,27 +384,31 @@ def _shape_of(maps) -> tuple[int, int]:
     return arr.shape[-2], arr.shape[-1]
 
 
-def wiener_fill(maps, masks, *, pixel_arcmin: float = PIXEL_ARCMIN, beam_fwhm_arcmin: float = BEAM_FWHM_ARCMIN,
-                noise_uk_arcmin: float = 0.0, cl_uk2=None, ns=None, **_ignored) -> np.ndarray:
-    """Exact Wiener fill of the holes (:class:`WienerFilter`, cached per sky configuration).
+def _legacy(kwargs: dict) -> dict:
+    """The loose sky keywords among a fill's keyword arguments (the others are ignored)."""
+    from ..sky.model import LEGACY_KEYWORDS
+
+    return {k: kwargs[k] for k in LEGACY_KEYWORDS if k in kwargs}
+
+
+def wiener_fill(maps, masks, *, sky: Sky | None = None, seed=None, **options) -> np.ndarray:
+    """Exact Wiener fill of the holes (:class:`WienerFilter`, cached per sky).
 
     .. math:: \\mu_h = C_{hv} C_{vv}^{-1} d_v = -Q_{hh}^{-1} Q_{hv} d_v
 
-    Unknown keyword arguments (e.g. ``seed``) are ignored.
+    ``seed`` and unknown options are ignored (the baselines' common convention
+    ``fill(maps, masks, *, sky, seed=None, **options)``); the loose sky keywords of the first
+    API are accepted instead of ``sky``.
     """
-    wf = get_filter(_shape_of(maps), pixel_arcmin=pixel_arcmin, beam_fwhm_arcmin=beam_fwhm_arcmin,
-                    noise_uk_arcmin=noise_uk_arcmin, cl_uk2=cl_uk2, ns=ns)
-    return wf.fill(maps, masks)
+    return get_filter(_shape_of(maps), sky, **_legacy(options)).fill(maps, masks)
 
 
-def gcr_fill(maps, masks, *, pixel_arcmin: float = PIXEL_ARCMIN, beam_fwhm_arcmin: float = BEAM_FWHM_ARCMIN,
-             noise_uk_arcmin: float = 0.0, cl_uk2=None, ns=None, seed=None, rng=None, **_ignored) -> np.ndarray:
+def gcr_fill(maps, masks, *, sky: Sky | None = None, seed=None, rng=None, **options) -> np.ndarray:
     """Gaussian constrained realisation: Wiener fill plus a seeded draw from :math:`N(0, Q_{hh}^{-1})`.
 
     .. math:: x_h = \\mu_h + L^{-T} z, \\qquad Q_{hh} = L L^T,\\ z \\sim N(0, I)
     """
-    wf = get_filter(_shape_of(maps), pixel_arcmin=pixel_arcmin, beam_fwhm_arcmin=beam_fwhm_arcmin,
-                    noise_uk_arcmin=noise_uk_arcmin, cl_uk2=cl_uk2, ns=ns)
+    wf = get_filter(_shape_of(maps), sky, **_legacy(options))
     return wf.constrained_realisation(maps, masks, rng=rng, seed=seed)
 
 

@@ -153,17 +153,16 @@ def _hole_zoom(truth, hmask, filled, nside: int, *, size: int = PATCH_SIZE, pixe
     return truth[idx], hmask[idx], filled[idx]
 
 
-def fullsky_demo(model, *, nside, n_sources, seed, batch_size, cl_uk2, step):
+def fullsky_demo(model, *, nside, n_sources, seed, batch_size, sky, step):
     """Simulate, mask, fill and measure one full-sky map. Returns a dict (see :func:`run`)."""
     import healpy as hp
 
-    from .. import evaluate as ev_mod
+    from .. import evaluation as ev_mod
     from ..sky.healpix import simulate_healpix_map
 
     step(f"full sky: simulating an Nside {nside} map ({hp.nside2npix(nside):,} pixels, "
-         f"{BEAM_FWHM_ARCMIN:g}' beam, {EVAL_NOISE_UK_ARCMIN:g} μK·arcmin noise)")
-    truth = np.asarray(simulate_healpix_map(nside, cl_uk2=cl_uk2, beam_fwhm_arcmin=BEAM_FWHM_ARCMIN,
-                                            noise_uk_arcmin=EVAL_NOISE_UK_ARCMIN, seed=seed), dtype=np.float64)
+         f"{sky.beam_fwhm_arcmin:g}' beam, {sky.noise_uk_arcmin:g} μK·arcmin noise)")
+    truth = np.asarray(simulate_healpix_map(nside, sky=sky, seed=seed), dtype=np.float64)
     hmask = point_source_mask_healpix(nside, n_sources, np.random.default_rng([seed, 1]))
     hole = hmask < 0.5
     masked = np.where(hole, hp.UNSEEN, truth)  # the holes hold no information, as in a real map
@@ -229,9 +228,9 @@ def _check_args(args):
 
 
 def run(args):
-    from .. import evaluate as ev_mod
+    from .. import evaluation as ev_mod
+    from ..sky import SKY_PRESETS
     from ..sky.flat import simulate_flat_patches
-    from ..sky.spectra import lensed_tt_cl_uk2
 
     t_start = time.perf_counter()
     _check_args(args)
@@ -263,18 +262,14 @@ def run(args):
         ev_mod.check_model_fits(model, PATCH_SIZE, source=str(args.model or SHIPPED_MODEL))
         step(f"simulating {n_patches} planck18 patches ({PATCH_SIZE}², {PIXEL_ARCMIN}' pixels, "
              f"{BEAM_FWHM_ARCMIN:g}' beam, {EVAL_NOISE_UK_ARCMIN:g} μK·arcmin noise)")
-        cl_uk2 = lensed_tt_cl_uk2()
-        maps = simulate_flat_patches(n_patches, size=PATCH_SIZE, pixel_arcmin=PIXEL_ARCMIN,
-                                     beam_fwhm_arcmin=BEAM_FWHM_ARCMIN, noise_uk_arcmin=EVAL_NOISE_UK_ARCMIN,
-                                     seed=args.seed)
+        sky = SKY_PRESETS["planck18-eval"]()  # one sky for the simulation, every method and the full sky
+        maps = simulate_flat_patches(n_patches, size=PATCH_SIZE, sky=sky, seed=args.seed)
         wiener_note = (" (the exact Wiener filter first factorises the 16384² pixel covariance: "
                        "about two minutes on 2 cores)" if "wiener" in methods else "")
         step(f"filling masks {', '.join(masks)} with {', '.join(methods)}{wiener_note}")
         t_eval = time.perf_counter()
-        ev = ev_mod.run_evaluation(model, maps, methods=methods, mask_specs=masks, n_random=n_random,
-                                   pixel_arcmin=PIXEL_ARCMIN, beam_fwhm_arcmin=BEAM_FWHM_ARCMIN,
-                                   noise_uk_arcmin=EVAL_NOISE_UK_ARCMIN, cl_uk2=cl_uk2, seed=args.seed,
-                                   batch_size=args.batch_size, progress=True)
+        ev = ev_mod.run_evaluation(model, maps, sky=sky, methods=methods, mask_specs=masks, n_random=n_random,
+                                   seed=args.seed, batch_size=args.batch_size, progress=True)
         eval_seconds = time.perf_counter() - t_eval
         if "wiener" in methods or "gcr" in methods:
             from ..baselines.wiener import clear_caches
@@ -284,7 +279,7 @@ def run(args):
         fullsky = None
         if nside:
             fullsky = fullsky_demo(model, nside=nside, n_sources=n_sources, seed=args.seed,
-                                   batch_size=args.batch_size, cl_uk2=cl_uk2, step=step)
+                                   batch_size=args.batch_size, sky=sky, step=step)
 
         step("writing the report")
         command = "combine demo --out " + str(out)

@@ -6,7 +6,6 @@ atomically as one directory. See :mod:`combine.evaluate` for the metrics.
 
 from __future__ import annotations
 
-import json
 import shlex
 import time
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..sky.defaults import BEAM_FWHM_ARCMIN, EVAL_NOISE_UK_ARCMIN, PATCH_SIZE, PIXEL_ARCMIN
+from ..sky.defaults import EVAL_NOISE_UK_ARCMIN, PATCH_SIZE
 
 DEFAULT_N_PATCHES = 48
 #: Patches used for masks that differ per patch (random, points): each costs its own Wiener
@@ -23,7 +22,7 @@ DEFAULT_N_RANDOM = 16
 
 
 def register(subparsers, common):
-    from ..evaluate import ALL_METHODS, DEFAULT_MASK_SPECS, RADIUS_SWEEP_PX
+    from ..evaluation import ALL_METHODS, DEFAULT_MASK_SPECS, RADIUS_SWEEP_PX
 
     p = subparsers.add_parser(
         "evaluate", parents=[common],
@@ -70,27 +69,15 @@ def _split_list(text):
     return [t.strip() for t in str(text).split(",") if t.strip()]
 
 
-def _cosmology_from_attrs(attrs, source):
-    cosmo = attrs.get("cosmology")
-    if cosmo is None:
-        return None
-    if isinstance(cosmo, bytes):
-        cosmo = cosmo.decode()
-    if isinstance(cosmo, str):
-        try:
-            cosmo = json.loads(cosmo)
-        except ValueError:
-            raise InputError(f"{source}: attribute 'cosmology' is not JSON") from None
-    if not isinstance(cosmo, dict):
-        raise InputError(f"{source}: attribute 'cosmology' is not a JSON object")
-    return cosmo
-
-
 def load_eval_data(spec: str, *, n_patches, size, noise_uk_arcmin, seed, ns=None):
-    """Resolve ``--data``: (maps (N,H,W) μK, sky dict, description).
+    """Resolve ``--data``: (maps (N,H,W) μK, the one :class:`combine.sky.Sky` of the data, description).
 
-    ``sky`` holds ``pixel_arcmin, beam_fwhm_arcmin, noise_uk_arcmin, ns, cosmology``.
+    ``simulate:N`` simulates N planck18 patches of that sky; a dataset file gives its recorded
+    sky (:meth:`combine.sky.Sky.from_legacy_attrs` of its attributes). ``--ns`` selects a
+    spectral-index class (and that class's spectrum), ``--noise`` sets the noise level.
     """
+    from ..sky import Sky
+
     if spec.startswith("simulate:"):
         try:
             n = int(spec.split(":", 1)[1])
@@ -101,12 +88,12 @@ def load_eval_data(spec: str, *, n_patches, size, noise_uk_arcmin, seed, ns=None
         if n_patches is not None:
             n = min(n, n_patches)
         noise = EVAL_NOISE_UK_ARCMIN if noise_uk_arcmin is None else float(noise_uk_arcmin)
+        sky = Sky.planck18(noise_uk_arcmin=noise)
+        if ns is not None:
+            sky = sky.with_ns(ns)
         from ..sky.flat import simulate_flat_patches
 
-        maps = simulate_flat_patches(n, size=size, pixel_arcmin=PIXEL_ARCMIN, beam_fwhm_arcmin=BEAM_FWHM_ARCMIN,
-                                     noise_uk_arcmin=noise, ns=ns, seed=seed)
-        sky = dict(pixel_arcmin=PIXEL_ARCMIN, beam_fwhm_arcmin=BEAM_FWHM_ARCMIN, noise_uk_arcmin=noise,
-                   ns=ns, cosmology=None)
+        maps = simulate_flat_patches(n, size=size, sky=sky, seed=seed)
         return np.asarray(maps, dtype=np.float32), sky, f"{n} simulated planck18 patches ({size}², seed {seed})"
 
     path = Path(spec)
@@ -117,6 +104,7 @@ def load_eval_data(spec: str, *, n_patches, size, noise_uk_arcmin, seed, ns=None
     from ..data import read_dataset
 
     maps, ns_arr, attrs = read_dataset(path)
+    sky = Sky.from_legacy_attrs(attrs, source=str(path))
     maps = np.asarray(maps)
     if maps.ndim == 4:
         if maps.shape[1] != 1:
@@ -139,21 +127,15 @@ def load_eval_data(spec: str, *, n_patches, size, noise_uk_arcmin, seed, ns=None
             ns_value = float(classes[0])
     elif ns is not None:
         raise InputError(f"{path}: --ns given but the dataset has no ns labels")
+    if ns_value is not None and sky.cl_tt_uk2 is None and not np.isclose(sky.ns, ns_value):
+        sky = sky.with_ns(ns_value)
+    if noise_uk_arcmin is not None:
+        sky = sky.replace(noise_uk_arcmin=float(noise_uk_arcmin))
     n_total = len(maps)
     n = DEFAULT_N_PATCHES if n_patches is None else n_patches
     maps = maps[:n]
-    noise = float(attrs["noise_uk_arcmin"]) if noise_uk_arcmin is None else float(noise_uk_arcmin)
-    sky = dict(pixel_arcmin=float(attrs["pixel_arcmin"]), beam_fwhm_arcmin=float(attrs["beam_fwhm_arcmin"]),
-               noise_uk_arcmin=noise, ns=ns_value, cosmology=_cosmology_from_attrs(attrs, path))
     return (np.asarray(maps, dtype=np.float32), sky,
             f"{len(maps)} of {n_total} patches of {path}" + (f" (ns = {ns_value:g})" if ns_value else ""))
-
-
-def _cl_for(sky):
-    """Lensed TT spectrum of the data's cosmology and ns (CAMB, cached on disk)."""
-    from ..sky.spectra import lensed_tt_cl_uk2
-
-    return lensed_tt_cl_uk2(ns=sky.get("ns"), cosmology=sky.get("cosmology"))
 
 
 def resolve_model(name):
@@ -166,7 +148,7 @@ def resolve_model(name):
 
 
 def resolve_methods_and_masks(args, has_model: bool):
-    from ..evaluate import ALL_METHODS, DEFAULT_MASK_SPECS, RADIUS_SWEEP_PX, parse_methods
+    from ..evaluation import ALL_METHODS, DEFAULT_MASK_SPECS, RADIUS_SWEEP_PX, parse_methods
 
     if args.methods is None:
         methods = tuple(m for m in ALL_METHODS if has_model or m != "nn")
@@ -220,13 +202,13 @@ def _read_fullsky(map_path, mask_path):
 
 
 def fill_fullsky(model, sky_map, mask, *, batch_size=16):
-    """Fill a HEALPix map's holes with the model (:func:`combine.evaluate.fill_healpix`).
+    """Fill a HEALPix map's holes with the model (:func:`combine.evaluation.fullsky.fill_healpix`).
 
     Returns (filled map, method label); InputError without a model.
     """
     import healpy as hp
 
-    from ..evaluate import fill_healpix
+    from ..evaluation import fill_healpix
 
     if model is None:
         raise InputError("--fullsky-map: a full-sky fill needs a model (--model is 'none')")
@@ -235,7 +217,7 @@ def fill_fullsky(model, sky_map, mask, *, batch_size=16):
 
 
 def run(args):
-    from .. import evaluate as ev_mod
+    from .. import evaluation as ev_mod
 
     t_start = time.perf_counter()
     if (args.fullsky_map is None) != (args.fullsky_mask is None):
@@ -268,17 +250,14 @@ def run(args):
             raise InputError("--fullsky-map: a full-sky fill needs a model (--model is 'none')")
         fullsky_input = _read_fullsky(args.fullsky_map, args.fullsky_mask)
 
-    need_cl = any(m in ("wiener", "gcr") for m in methods) or args.run_dir is not None
-    cl_uk2 = _cl_for(sky) if need_cl else None
-    sky_kw = dict(pixel_arcmin=sky["pixel_arcmin"], beam_fwhm_arcmin=sky["beam_fwhm_arcmin"],
-                  noise_uk_arcmin=sky["noise_uk_arcmin"], cl_uk2=cl_uk2, seed=args.seed)
-    ev = ev_mod.run_evaluation(model, maps, methods=methods, mask_specs=mask_specs, n_random=args.n_random,
-                               batch_size=args.batch_size, progress=True, **sky_kw)
+    # one Sky (the data's, with --ns / --noise applied) for every method and checkpoint
+    ev = ev_mod.run_evaluation(model, maps, sky=sky, methods=methods, mask_specs=mask_specs, seed=args.seed,
+                               n_random=args.n_random, batch_size=args.batch_size, progress=True)
 
     epoch_records = None
     if args.run_dir is not None:
-        epoch_records = ev_mod.evaluate_run(args.run_dir, maps, mask_specs=mask_specs,
-                                            n_patches=args.epoch_patches, **sky_kw)
+        epoch_records = ev_mod.evaluate_run(args.run_dir, maps, mask_specs=mask_specs, sky=sky, seed=args.seed,
+                                            n_patches=args.epoch_patches)
 
     fullsky = None
     fullsky_records = []

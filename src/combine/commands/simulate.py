@@ -37,6 +37,8 @@ healpix  full-sky maps (healpy, beam + pixel window), --patches-per-map gnomonic
 Several --ns values make labelled classes (the original CoMBInE's are
 {', '.join(str(v) for v in NS_CLASSES)}): patches are divided evenly among them, grouped by
 class in the order given, and each file gets a per-patch `ns` dataset.
+Each file records its sky (attribute `sky`, the JSON of combine.sky.Sky) next to the loose
+attributes pixel_arcmin, beam_fwhm_arcmin, noise_uk_arcmin and cosmology.
 The same --seed gives the same files."""
 
 
@@ -132,19 +134,25 @@ def _simulate(args, out, fractions, ns_values):
     from ..data import SPLITS, init_h5, split_counts
     from ..progress import progress
     from ..sky.flat import grid_side_px, simulate_flat_patches
+    from ..sky import Sky
     from ..sky.healpix import simulate_healpix_patches
-    from ..sky.spectra import lensed_tt_cl_uk2, resolve_cosmology
 
     seed = args.seed if args.seed is not None else int(np.random.SeedSequence().entropy % (2**63))
     counts = split_counts(args.n_patches, fractions)
 
     several = len(ns_values) > 1
     classes = ns_values or [None]
-    spectra = {ns: lensed_tt_cl_uk2(ns=ns) for ns in classes}  # CAMB once per class (cached)
-    cosmology = resolve_cosmology(ns=ns_values[0] if len(ns_values) == 1 else None)
+    # the one description of the data's sky; one Sky per ns class (CAMB once per class, cached)
+    base = Sky.planck18(pixel_arcmin=args.pixel_arcmin, beam_fwhm_arcmin=args.beam_fwhm, noise_uk_arcmin=args.noise)
+    skies = {ns: base if ns is None else base.with_ns(ns) for ns in classes}
+    for sky in skies.values():
+        sky.spectra_uk2()
+    file_sky = base if several else skies[classes[0]]
+    cosmology = dict(file_sky.cosmology)
     if several:
         cosmology["ns"] = None
     attrs = {
+        "sky": file_sky.to_json_text(),
         "pixel_arcmin": float(args.pixel_arcmin),
         "beam_fwhm_arcmin": float(args.beam_fwhm),
         "noise_uk_arcmin": float(args.noise),
@@ -186,14 +194,7 @@ def _simulate(args, out, fractions, ns_values):
                         done = 0
                         while done < n_class:
                             take = min(chunk_patches, n_class - done)
-                            common = dict(
-                                pixel_arcmin=args.pixel_arcmin,
-                                beam_fwhm_arcmin=args.beam_fwhm,
-                                noise_uk_arcmin=args.noise,
-                                cl_uk2=spectra[ns],
-                                rng=rng,
-                                progress_callback=bar.update,
-                            )
+                            common = dict(sky=skies[ns], rng=rng, progress_callback=bar.update)
                             if args.method == "flat":
                                 chunk = simulate_flat_patches(take, args.size, **common)
                             else:

@@ -3,6 +3,11 @@
 Every other module takes these as defaults and records them in the files it writes.
 """
 
+import math
+
+#: One arcminute in radians (the only definition in the package).
+ARCMIN_RAD = math.pi / (180.0 * 60.0)
+
 # Planck 2018 best fit (TT,TE,EE+lowE+lensing), the parameters DESIGN.md fixes.
 PLANCK18_COSMOLOGY = {
     "H0": 67.36,

@@ -39,16 +39,12 @@ pixel_arcmin`` μK per pixel.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import scipy.fft
 
 from ..errors import InputError
-from .defaults import BEAM_FWHM_ARCMIN, MIN_PATCH_SIZE, PIXEL_ARCMIN
-from .spectra import gaussian_beam_bl, lensed_tt_cl_uk2
-
-ARCMIN_RAD = math.pi / (180.0 * 60.0)
+from .defaults import ARCMIN_RAD, MIN_PATCH_SIZE
+from .model import Sky, sky_from_keywords
 
 #: The periodic grid is at least this many patch sides across.
 GRID_FACTOR = 8
@@ -57,34 +53,6 @@ GRID_FACTOR = 8
 def grid_side_px(size: int) -> int:
     """Side of the periodic simulation grid for patches of ``size`` pixels (>= 8·size, FFT-fast)."""
     return scipy.fft.next_fast_len(GRID_FACTOR * int(size), real=True)
-
-
-def _positive(name, value, allow_zero=False):
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{name}: must be a number, got {value!r}") from None
-    if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
-        raise InputError(f"{name}: must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
-    return v
-
-
-def resolve_cl_uk2(cl_uk2=None, ns=None) -> np.ndarray:
-    """``cl_uk2`` as a float64 array, or the CAMB Planck 2018 spectrum (with ``ns``)."""
-    if cl_uk2 is None:
-        return lensed_tt_cl_uk2(ns=ns)
-    if ns is not None:
-        raise InputError("ns: give either ns or cl_uk2, not both")
-    cl = np.asarray(cl_uk2, dtype=np.float64)
-    if cl.ndim != 1 or cl.size < 3 or not np.all(np.isfinite(cl)) or np.any(cl < 0):
-        raise InputError("cl_uk2: need a 1-D array of finite, non-negative C_ℓ (ℓ = 0..lmax)")
-    return cl
-
-
-def beamed_cl_uk2(cl_uk2, beam_fwhm_arcmin) -> np.ndarray:
-    """:math:`C_\\ell B_\\ell^2`, μK²."""
-    cl = np.asarray(cl_uk2, dtype=np.float64)
-    return cl * gaussian_beam_bl(beam_fwhm_arcmin, cl.size - 1) ** 2
 
 
 def _grid_power(cl_b2: np.ndarray, grid_px: int, pixel_arcmin: float) -> np.ndarray:
@@ -100,12 +68,12 @@ def _grid_power(cl_b2: np.ndarray, grid_px: int, pixel_arcmin: float) -> np.ndar
     return power / delta**2
 
 
-def grid_pixel_variance_uk2(cl_uk2, beam_fwhm_arcmin, pixel_arcmin, grid_px) -> float:
+def grid_pixel_variance_uk2(sky: Sky, grid_px: int) -> float:
     """Exact expected pixel variance of :func:`simulate_flat_patches` (no noise), μK².
 
     .. math:: \\sigma^2 = \\frac{1}{L^2}\\sum_{\\mathbf k\\neq 0} C_{|\\mathbf k|}B_{|\\mathbf k|}^2
     """
-    power = _grid_power(beamed_cl_uk2(cl_uk2, beam_fwhm_arcmin), int(grid_px), float(pixel_arcmin))
+    power = _grid_power(sky.beamed_cl_uk2("tt"), int(grid_px), sky.pixel_arcmin)
     weight = np.full(power.shape[1], 2.0)  # rfft half plane: interior columns count twice
     weight[0] = 1.0
     if grid_px % 2 == 0:
@@ -113,38 +81,25 @@ def grid_pixel_variance_uk2(cl_uk2, beam_fwhm_arcmin, pixel_arcmin, grid_px) -> 
     return float(np.sum(power * weight) / grid_px**2)
 
 
-def theory_pixel_variance_uk2(cl_uk2, beam_fwhm_arcmin=BEAM_FWHM_ARCMIN, lmin: int = 0) -> float:
+def theory_pixel_variance_uk2(sky: Sky, lmin: int = 0) -> float:
     """Full-sky pixel variance of the beam-convolved field (point samples), μK².
 
     .. math:: \\xi(0) = \\sum_{\\ell \\ge \\ell_{min}} \\frac{2\\ell+1}{4\\pi} C_\\ell B_\\ell^2
     """
-    cl_b2 = beamed_cl_uk2(cl_uk2, beam_fwhm_arcmin)
+    cl_b2 = sky.beamed_cl_uk2("tt")
     ell = np.arange(cl_b2.size)
     keep = ell >= lmin
     return float(np.sum((2 * ell[keep] + 1) / (4 * np.pi) * cl_b2[keep]))
 
 
-def theory_correlation_uk2(theta_rad, cl_uk2, beam_fwhm_arcmin=BEAM_FWHM_ARCMIN) -> np.ndarray:
-    """Angular correlation function of the beam-convolved field, μK².
-
-    .. math:: \\xi(\\theta) = \\sum_\\ell \\frac{2\\ell+1}{4\\pi} C_\\ell B_\\ell^2 P_\\ell(\\cos\\theta)
-
-    (``healpy.bl2beam`` evaluates exactly this Legendre sum.)
-    """
-    import healpy as hp
-
-    theta = np.atleast_1d(np.asarray(theta_rad, dtype=np.float64))
-    return np.asarray(hp.bl2beam(beamed_cl_uk2(cl_uk2, beam_fwhm_arcmin), theta), dtype=np.float64)
-
-
-def theory_variogram_uk2(lag_arcmin, cl_uk2, beam_fwhm_arcmin=BEAM_FWHM_ARCMIN) -> np.ndarray:
+def theory_variogram_uk2(lag_arcmin, sky: Sky) -> np.ndarray:
     """Semivariogram :math:`\\gamma(r) = \\tfrac12\\langle (T(x+r)-T(x))^2\\rangle = \\xi(0) - \\xi(r)`, μK².
 
-    ``lag_arcmin`` is the angular separation (arcmin); insensitive to the missing low-ℓ modes
-    of the flat grid.
+    ``lag_arcmin`` is the angular separation (arcmin); ξ from :meth:`Sky.correlation_uk2`.
+    Insensitive to the missing low-ℓ modes of the flat grid.
     """
     lag = np.atleast_1d(np.asarray(lag_arcmin, dtype=np.float64)) * ARCMIN_RAD
-    xi = theory_correlation_uk2(np.concatenate([[0.0], lag]), cl_uk2, beam_fwhm_arcmin)
+    xi = sky.correlation_uk2(np.concatenate([[0.0], lag]))
     return xi[0] - xi[1:]
 
 
@@ -152,14 +107,11 @@ def simulate_flat_patches(
     n_patches,
     size=128,
     *,
-    pixel_arcmin=PIXEL_ARCMIN,
-    beam_fwhm_arcmin=BEAM_FWHM_ARCMIN,
-    noise_uk_arcmin=0.0,
-    ns=None,
-    cl_uk2=None,
+    sky: Sky | None = None,
     seed=None,
     rng=None,
     progress_callback=None,
+    **legacy_sky,
 ) -> np.ndarray:
     """Gaussian CMB temperature patches (μK) on the flat sky.
 
@@ -169,16 +121,11 @@ def simulate_flat_patches(
         Number of patches (>= 1).
     size : int
         Patch side, pixels (>= 64).
-    pixel_arcmin : float
-        Pixel side, arcmin (default 1.7177, HEALPix Nside 2048).
-    beam_fwhm_arcmin : float
-        Gaussian beam FWHM, arcmin (0 = no beam).
-    noise_uk_arcmin : float
-        White-noise level, μK·arcmin; :math:`\\sigma_{pix}` = noise_uk_arcmin / pixel_arcmin.
-    ns : float, optional
-        Spectral index of the CAMB spectrum (default Planck 2018). Exclusive with ``cl_uk2``.
-    cl_uk2 : array_like, optional
-        :math:`C_\\ell` in μK² (ℓ = 0..lmax) to use instead of CAMB.
+    sky : Sky, optional
+        Spectrum, beam, pixel side and white noise (:math:`\\sigma_{pix}` = noise_uk_arcmin /
+        pixel_arcmin); default ``Sky.planck18()`` (no noise). Callers of the first API may
+        give the loose keywords ``pixel_arcmin``, ``beam_fwhm_arcmin``, ``noise_uk_arcmin``,
+        ``ns``, ``cl_uk2`` instead (:func:`combine.sky.model.sky_from_keywords`).
     seed : int, optional
         Seed for ``numpy.random.default_rng``; or pass ``rng`` (not both).
     progress_callback : callable, optional
@@ -197,20 +144,19 @@ def simulate_flat_patches(
     if int(size) != size or int(size) < MIN_PATCH_SIZE:
         raise InputError(f"size: patch side must be an integer >= {MIN_PATCH_SIZE}, got {size!r}")
     n_patches, size = int(n_patches), int(size)
-    pixel_arcmin = _positive("pixel_arcmin", pixel_arcmin)
-    beam_fwhm_arcmin = _positive("beam_fwhm_arcmin", beam_fwhm_arcmin, allow_zero=True)
-    noise_uk_arcmin = _positive("noise_uk_arcmin", noise_uk_arcmin, allow_zero=True)
+    sky = sky_from_keywords(sky, **legacy_sky)
+    if sky.noise_var_uk2 is not None:
+        raise InputError("sky: flat simulations take white noise only (noise_uk_arcmin), not a noise map")
     if seed is not None and rng is not None:
         raise InputError("seed: give either seed or rng, not both")
     if rng is None:
         rng = np.random.default_rng(seed)
-    cl = resolve_cl_uk2(cl_uk2, ns)
 
     grid_px = grid_side_px(size)
     per_side = grid_px // size
-    amplitude = np.sqrt(_grid_power(beamed_cl_uk2(cl, beam_fwhm_arcmin), grid_px, pixel_arcmin))
+    amplitude = np.sqrt(_grid_power(sky.beamed_cl_uk2("tt"), grid_px, sky.pixel_arcmin))
     amplitude = amplitude.astype(np.float32)
-    sigma_pix_uk = noise_uk_arcmin / pixel_arcmin
+    sigma_pix_uk = sky.noise_uk_arcmin / sky.pixel_arcmin
 
     out = np.empty((n_patches, size, size), dtype=np.float32)
     made = 0
@@ -236,9 +182,6 @@ __all__ = [
     "grid_side_px",
     "grid_pixel_variance_uk2",
     "theory_pixel_variance_uk2",
-    "theory_correlation_uk2",
     "theory_variogram_uk2",
-    "beamed_cl_uk2",
-    "resolve_cl_uk2",
     "GRID_FACTOR",
 ]

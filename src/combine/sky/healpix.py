@@ -18,12 +18,10 @@ import math
 import numpy as np
 
 from ..errors import InputError
-from .defaults import BEAM_FWHM_ARCMIN, NSIDE_DEFAULT, PIXEL_ARCMIN
-from .flat import _positive, resolve_cl_uk2
+from .defaults import ARCMIN_RAD, NSIDE_DEFAULT, PIXEL_ARCMIN
+from .model import Sky, sky_from_keywords
 from .projection import patch_from_healpix
-from .spectra import gaussian_beam_bl, healpix_pixel_window
-
-ARCMIN_RAD = math.pi / (180.0 * 60.0)
+from .spectra import healpix_pixel_window
 
 #: Regions from which :func:`patch_centres` draws centres.
 REGIONS = ("central", "all", "high-lat")
@@ -70,14 +68,12 @@ def synthesize_alm(cl_uk2: np.ndarray, lmax: int, rng: np.random.Generator) -> n
 def simulate_healpix_map(
     nside=NSIDE_DEFAULT,
     *,
-    cl_uk2=None,
-    ns=None,
-    beam_fwhm_arcmin=BEAM_FWHM_ARCMIN,
+    sky: Sky | None = None,
     pixwin=True,
-    noise_uk_arcmin=0.0,
     lmax=None,
     seed=None,
     rng=None,
+    **legacy_sky,
 ) -> np.ndarray:
     """A full-sky Gaussian CMB temperature map (μK, RING ordering, float32).
 
@@ -95,8 +91,11 @@ def simulate_healpix_map(
     ----------
     nside : int
         HEALPix resolution (power of 2; default 2048).
-    cl_uk2, ns
-        Spectrum (μK², ℓ = 0..lmax) or spectral index of the CAMB Planck 2018 spectrum.
+    sky : Sky, optional
+        Spectrum, beam and white noise (default ``Sky.planck18()``; its ``pixel_arcmin`` is not
+        used: the noise per pixel follows the map's resolution). The loose keywords
+        ``cl_uk2``, ``ns``, ``beam_fwhm_arcmin``, ``noise_uk_arcmin`` are accepted instead
+        (:func:`combine.sky.model.sky_from_keywords`).
     seed, rng
         Seed for ``numpy.random.default_rng`` or a Generator (not both). numpy's global random
         state is not used.
@@ -104,22 +103,20 @@ def simulate_healpix_map(
     import healpy as hp
 
     nside = _check_nside(nside)
-    beam_fwhm_arcmin = _positive("beam_fwhm_arcmin", beam_fwhm_arcmin, allow_zero=True)
-    noise_uk_arcmin = _positive("noise_uk_arcmin", noise_uk_arcmin, allow_zero=True)
+    sky = sky_from_keywords(sky, **legacy_sky)
+    noise_uk_arcmin = sky.noise_uk_arcmin
     if seed is not None and rng is not None:
         raise InputError("seed: give either seed or rng, not both")
     if rng is None:
         rng = np.random.default_rng(seed)
-    cl = resolve_cl_uk2(cl_uk2, ns)
+    n_ell = sky.cl_tt.size
     if lmax is None:
-        lmax = min(3 * nside - 1, cl.size - 1)
+        lmax = min(3 * nside - 1, n_ell - 1)
     lmax = int(lmax)
-    if not 2 <= lmax <= cl.size - 1:
-        raise InputError(f"lmax: must lie in [2, {cl.size - 1}] (the spectrum's length), got {lmax}")
-    transfer = gaussian_beam_bl(beam_fwhm_arcmin, lmax)
-    if pixwin:
-        transfer = transfer * healpix_pixel_window(nside, lmax)
-    alm = synthesize_alm(cl[: lmax + 1] * transfer**2, lmax, rng)
+    if not 2 <= lmax <= n_ell - 1:
+        raise InputError(f"lmax: must lie in [2, {n_ell - 1}] (the spectrum's length), got {lmax}")
+    window = healpix_pixel_window(nside, lmax) if pixwin else None
+    alm = synthesize_alm(sky.beamed_cl_uk2("tt", pixel_window=window)[: lmax + 1], lmax, rng)
     hmap = hp.alm2map(alm, nside, lmax=lmax).astype(np.float32)
     del alm
     if noise_uk_arcmin > 0:
@@ -226,16 +223,13 @@ def simulate_healpix_patches(
     *,
     nside=NSIDE_DEFAULT,
     patches_per_map=10,
-    pixel_arcmin=PIXEL_ARCMIN,
-    beam_fwhm_arcmin=BEAM_FWHM_ARCMIN,
-    noise_uk_arcmin=0.0,
-    ns=None,
-    cl_uk2=None,
+    sky: Sky | None = None,
     region="central",
     lat_limit_deg=30.0,
     seed=None,
     rng=None,
     progress_callback=None,
+    **legacy_sky,
 ) -> np.ndarray:
     """Patches cut from successive full-sky maps, ``patches_per_map`` non-overlapping per map.
 
@@ -243,7 +237,8 @@ def simulate_healpix_patches(
     ``noise_uk_arcmin / pixel_arcmin`` μK per *patch* pixel is added after cutting, as for
     flat patches. Patches carry the HEALPix pixel window and the slight smoothing of bilinear
     interpolation, unlike the point samples of :func:`combine.sky.flat.simulate_flat_patches`.
-    Nside 2048 needs about 2 GB of RAM.
+    Nside 2048 needs about 2 GB of RAM. ``sky`` (or the loose keywords, as
+    :func:`simulate_flat_patches`) gives the spectrum, beam, patch pixel side and noise.
 
     Returns float32 (n_patches, size, size), μK.
     """
@@ -252,19 +247,19 @@ def simulate_healpix_patches(
     if int(patches_per_map) != patches_per_map or int(patches_per_map) < 1:
         raise InputError(f"patches_per_map: must be a positive integer, got {patches_per_map!r}")
     nside = _check_nside(nside)
-    pixel_arcmin = _positive("pixel_arcmin", pixel_arcmin)
-    noise_uk_arcmin = _positive("noise_uk_arcmin", noise_uk_arcmin, allow_zero=True)
+    sky = sky_from_keywords(sky, **legacy_sky)
+    pixel_arcmin, noise_uk_arcmin = sky.pixel_arcmin, sky.noise_uk_arcmin
     if seed is not None and rng is not None:
         raise InputError("seed: give either seed or rng, not both")
     if rng is None:
         rng = np.random.default_rng(seed)
-    cl = resolve_cl_uk2(cl_uk2, ns)
+    map_sky = sky.replace(noise_uk_arcmin=0.0)  # noise is added per patch pixel below
     n_patches, size = int(n_patches), int(size)
     out = np.empty((n_patches, size, size), dtype=np.float32)
     made = 0
     while made < n_patches:
         take = min(int(patches_per_map), n_patches - made)
-        hmap = simulate_healpix_map(nside, cl_uk2=cl, beam_fwhm_arcmin=beam_fwhm_arcmin, rng=rng)
+        hmap = simulate_healpix_map(nside, sky=map_sky, rng=rng)
         centres = patch_centres(take, size, pixel_arcmin, region=region, lat_limit_deg=lat_limit_deg, rng=rng)
         out[made : made + take] = healpix_patches(hmap, centres, size, pixel_arcmin)
         del hmap

@@ -45,7 +45,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..errors import InputError
-from .defaults import BEAM_FWHM_ARCMIN, EVAL_NOISE_UK_ARCMIN, PIXEL_ARCMIN, PLANCK18_COSMOLOGY
+from .defaults import ARCMIN_RAD, BEAM_FWHM_ARCMIN, EVAL_NOISE_UK_ARCMIN, PIXEL_ARCMIN, PLANCK18_COSMOLOGY  # noqa: F401
 
 SKY_FORMAT = "combine-sky/1"
 
@@ -54,9 +54,6 @@ DEFAULT_LMAX = 6500
 
 #: Spectrum names, in the order of CAMB's ``total`` / ``lensed_scalar`` columns.
 SPECTRA = ("tt", "ee", "bb", "te")
-
-ARCMIN_RAD = math.pi / (180.0 * 60.0)
-
 
 def _number(value, name: str, *, allow_zero: bool = True, lower=0.0, upper=math.inf) -> float:
     """``value`` as a finite float in ``[lower, upper]`` (``> lower`` unless ``allow_zero``), else InputError."""
@@ -301,8 +298,10 @@ class Sky:
 
     # -- identity and JSON -----------------------------------------------------------------
     def fingerprint(self) -> str:
-        """Hex digest over every field (spectra and noise map by their bytes)."""
-        h = hashlib.sha256(json.dumps(self._scalar_json(), sort_keys=True).encode())
+        """Hex digest over every field but the informational ``preset`` (spectra and noise map by
+        their bytes): equal for two skies that describe the same sky."""
+        scalars = {k: v for k, v in self._scalar_json().items() if k != "preset"}
+        h = hashlib.sha256(json.dumps(scalars, sort_keys=True).encode())
         for name in ("cl_tt_uk2", "cl_ee_uk2", "cl_bb_uk2", "cl_te_uk2", "noise_var_uk2"):
             arr = getattr(self, name)
             h.update(name.encode())
@@ -389,11 +388,24 @@ class Sky:
                 cosmology = json.loads(cosmology)
             except json.JSONDecodeError:
                 raise InputError(f"{source}: attribute 'cosmology' is not JSON") from None
+        if isinstance(cosmology, Mapping) and cosmology.get("ns", 0.0) is None:
+            # several spectral-index classes: the sky of the shared parameters (Planck ns)
+            cosmology = {k: v for k, v in cosmology.items() if k != "ns"}
         kwargs = {k: attrs[k] for k in ("pixel_arcmin", "beam_fwhm_arcmin", "noise_uk_arcmin") if k in attrs}
         try:
             return cls(cosmology=cosmology, **kwargs)
         except InputError as exc:
             raise InputError(f"{source}: {exc}") from None
+
+    @classmethod
+    def from_dataset(cls, path, ns=None) -> "Sky":
+        """The sky of a dataset file (its ``sky`` attribute, or for older files the loose
+        attributes; :func:`combine.data.read_header`), with spectral index ``ns`` if given
+        (the class to use from a dataset with several)."""
+        from ..data import read_header  # the one HDF5 reader (data sits above sky; imported late)
+
+        sky = read_header(path)[2]
+        return sky if ns is None else sky.with_ns(ns)
 
     def describe(self) -> str:
         """One line for logs and headers."""
@@ -406,6 +418,44 @@ class Sky:
         return f"Sky({self.describe()})"
 
 
+#: The loose sky keywords of the first API, accepted by :func:`sky_from_keywords`.
+LEGACY_KEYWORDS = ("pixel_arcmin", "beam_fwhm_arcmin", "noise_uk_arcmin", "cl_uk2", "ns", "cosmology")
+
+
+def sky_from_keywords(sky: "Sky | None" = None, *, default_noise_uk_arcmin: float = 0.0, **legacy) -> "Sky":
+    """``sky``, or the :class:`Sky` of the loose keywords of the first API (``pixel_arcmin``,
+    ``beam_fwhm_arcmin``, ``noise_uk_arcmin``, ``cl_uk2``, ``ns``, ``cosmology``; None = default).
+
+    For callers not yet converted to ``sky=``: missing keywords take the planck18 defaults
+    (noise ``default_noise_uk_arcmin``); ``cl_uk2`` becomes the explicit TT spectrum
+    (exclusive with ``ns``). Giving ``sky`` and any keyword is an :class:`InputError`.
+    """
+    unknown = set(legacy) - set(LEGACY_KEYWORDS)
+    if unknown:
+        raise TypeError(f"unexpected sky keyword(s): {', '.join(sorted(unknown))}")
+    given = {k: v for k, v in legacy.items() if v is not None}
+    if sky is not None:
+        if not isinstance(sky, Sky):
+            raise InputError(f"sky: expected a combine.sky.Sky, got {type(sky).__name__}")
+        if given:
+            raise InputError(f"sky: give either sky or the loose keywords ({', '.join(sorted(given))}), not both")
+        return sky
+    kwargs = {"pixel_arcmin": given.get("pixel_arcmin", PIXEL_ARCMIN),
+              "beam_fwhm_arcmin": given.get("beam_fwhm_arcmin", BEAM_FWHM_ARCMIN),
+              "noise_uk_arcmin": given.get("noise_uk_arcmin", default_noise_uk_arcmin)}
+    if "cl_uk2" in given:
+        if "ns" in given:
+            raise InputError("ns: give either ns or cl_uk2, not both")
+        cl = np.asarray(given["cl_uk2"], dtype=np.float64)
+        if cl.ndim != 1 or cl.size < 3 or not np.all(np.isfinite(cl)) or (cl < 0).any():
+            raise InputError("cl_uk2: need a 1-D array of finite, non-negative C_ℓ (ℓ = 0..lmax, lmax >= 2)")
+        return Sky(cl_tt_uk2=cl, **kwargs)
+    cosmology = dict(given.get("cosmology") or {})
+    if "ns" in given:
+        cosmology["ns"] = given["ns"]
+    return Sky(cosmology=cosmology, preset=None if cosmology else "planck18", **kwargs)
+
+
 #: Named presets: ``planck18`` (no noise, the simulation default) and ``planck18-eval``
 #: (1 μK·arcmin, the evaluation sets' noise).
 PRESETS = {
@@ -415,4 +465,4 @@ PRESETS = {
 }
 
 
-__all__ = ["Sky", "PRESETS", "SKY_FORMAT", "check_cosmology", "COSMOLOGY_RANGES", "DEFAULT_LMAX"]
+__all__ = ["Sky", "PRESETS", "sky_from_keywords", "LEGACY_KEYWORDS", "SKY_FORMAT", "check_cosmology", "COSMOLOGY_RANGES", "DEFAULT_LMAX"]
