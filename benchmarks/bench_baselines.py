@@ -28,11 +28,10 @@ import torch
 
 from combine.atomic import atomic_path
 from combine.baselines import BASELINES, WienerFilter
-from combine.sky.defaults import BEAM_FWHM_ARCMIN, EVAL_NOISE_UK_ARCMIN, PIXEL_ARCMIN
-from combine.sky.spectra import lensed_tt_cl_uk2
+from combine.sky import SKY_PRESETS
 
 RADII_PX = (4, 8, 16, 32)
-ORDER = ("wiener", "gcr", "diffusive", "biharmonic", "ns", "telea", "mean")
+ORDER = ("wiener", "gcr", "diffusive", "biharmonic", "navier-stokes", "telea", "mean")
 
 
 def centred_circle(size: int, radius_px: float) -> np.ndarray:
@@ -60,15 +59,14 @@ def main(argv=None):
 
     from combine.sky.flat import simulate_flat_patches
 
-    cl = lensed_tt_cl_uk2()
-    sky = dict(pixel_arcmin=PIXEL_ARCMIN, beam_fwhm_arcmin=BEAM_FWHM_ARCMIN, noise_uk_arcmin=EVAL_NOISE_UK_ARCMIN)
+    sky = SKY_PRESETS["planck18-eval"]()  # 1 μK·arcmin, the evaluation sets' noise
     t0 = time.perf_counter()
-    maps = simulate_flat_patches(args.n, args.size, cl_uk2=cl, seed=args.seed, **sky)
+    maps = simulate_flat_patches(args.n, args.size, sky=sky, seed=args.seed)
     print(f"simulated {args.n} patches {args.size}² in {time.perf_counter() - t0:.1f} s; "
           f"pixel rms {maps.std():.1f} μK; torch threads {args.threads}")
 
-    results = {"n_patches": args.n, "size": args.size, "threads": args.threads, **sky, "cells": []}
-    wf = WienerFilter(args.size, cl_uk2=cl, **sky)
+    results = {"n_patches": args.n, "size": args.size, "threads": args.threads, "sky": sky.to_json(), "cells": []}
+    wf = WienerFilter(args.size, sky=sky)
     if "wiener" in methods or "gcr" in methods:
         t0 = time.perf_counter()
         _ = wf.precision
@@ -94,7 +92,7 @@ def main(argv=None):
             elif name == "gcr":
                 out = wf.constrained_realisation(masked, mask, seed=args.seed)
             else:
-                out = fill(masked, mask, **sky)
+                out = fill(masked, mask, sky=sky)
             sec = (time.perf_counter() - t0) / args.n
             mse_i = ((out.astype(np.float64) - maps)[:, hole] ** 2).mean(axis=1)
             rmse = float(np.sqrt(mse_i.mean()))

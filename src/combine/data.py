@@ -1,4 +1,4 @@
-"""Datasets of simulated patches: the HDF5 layout of DESIGN.md, reading, writing, splits.
+"""Datasets of simulated patches: the HDF5 layout of docs/DESIGN.md, reading, writing, splits.
 
 Layout of ``DIR/{train,val,test}.h5``::
 
@@ -12,7 +12,7 @@ Layout of ``DIR/{train,val,test}.h5``::
 atomically (temporary name, then rename).
 
 The ``sky`` attribute is the one description of the data's sky; the loose attributes repeat
-it (DESIGN.md's layout). Files written before ``Sky`` existed have no ``sky`` attribute: their
+it (the layout of docs/DESIGN.md). Files written before ``Sky`` existed have no ``sky`` attribute: their
 sky is rebuilt from the loose ones (:meth:`combine.sky.Sky.from_legacy_attrs`). A dataset with
 several spectral-index classes (per-patch ``ns``) records the sky with the Planck ns and
 ``cosmology.ns = null``; ``sky.with_ns(v)`` is the sky of class ``v``.

@@ -7,8 +7,3 @@ class InputError(Exception):
     The message must name the file (or argument) and say what is wrong, in one line, e.g.
     ``InputError("masks.npy: mask is not binary (found values other than 0 and 1)")``.
     """
-
-
-def input_error(path, problem):
-    """Build an :class:`InputError` whose message is ``"<path>: <problem>"``."""
-    return InputError(f"{path}: {problem}")

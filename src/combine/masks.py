@@ -1,6 +1,6 @@
 """Mask generators: random shapes, circles, point sources and masks read from files.
 
-Convention (DESIGN.md): a mask is float32 (H, W) with 1 = observed (valid) and 0 = hole.
+Convention (docs/DESIGN.md): a mask is float32 (H, W) with 1 = observed (valid) and 0 = hole.
 Shapes are drawn with OpenCV as in the original CoMBInE (its ``MaskGenerator``), which drew
 lines, circles and ellipses on a canvas and inverted it.
 

@@ -12,8 +12,7 @@ import math
 import numpy as np
 
 from .errors import InputError
-
-ARCMIN_RAD = math.pi / (180.0 * 60.0)
+from .sky.defaults import ARCMIN_RAD
 
 
 def _pair(pred, target, mask=None):
@@ -118,12 +117,15 @@ def gaussian_fit(values) -> tuple[float, float]:
 
     .. math:: \\hat\\mu = \\bar x, \\qquad \\hat\\sigma = \\sqrt{\\overline{(x - \\bar x)^2}}
 
-    (identical to ``scipy.stats.norm.fit``).
+    (``scipy.stats.norm.fit``).
     """
+    from scipy.stats import norm
+
     x = np.asarray(values, dtype=np.float64).ravel()
     if x.size == 0:
         raise InputError("values: empty sample")
-    return float(x.mean()), float(x.std())
+    mu, sigma = norm.fit(x)
+    return float(mu), float(sigma)
 
 
 def ks_two_sample(a, b) -> tuple[float, float]:
@@ -160,17 +162,12 @@ def apodization_window(shape, apodization="hann") -> np.ndarray:
     """
     h, w = shape
 
+    from scipy.signal.windows import tukey as scipy_tukey
+
     def tukey(n, alpha):
-        t = (np.arange(n) + 0.5) / n
-        win = np.ones(n)
-        if alpha <= 0:
-            return win
-        edge = alpha / 2.0
-        lo = t < edge
-        hi = t > 1.0 - edge
-        win[lo] = np.sin(0.5 * np.pi * t[lo] / edge) ** 2
-        win[hi] = np.sin(0.5 * np.pi * (1.0 - t[hi]) / edge) ** 2
-        return win
+        # scipy's symmetric Tukey window of 2n+1 points samples t = j/2n; its odd samples are the
+        # pixel centres t = (i + 1/2)/n, so no edge pixel gets weight 0
+        return scipy_tukey(2 * n + 1, alpha)[1::2]
 
     if apodization is None:
         alpha = 0.0

@@ -67,10 +67,11 @@ def results_table(records, methods, masks) -> str:
 
 
 #: Rows of the README summary table, in this order (those present in the records).
-SUMMARY_METHODS = ("nn", "wiener", "gcr", "lwiener", "gmrf", "diffusive", "biharmonic", "telea", "ns", "mean")
+SUMMARY_METHODS = ("nn", "wiener", "gcr", "lwiener", "gmrf", "diffusive", "biharmonic", "telea", "navier-stokes",
+                   "mean")
 METHOD_LABELS = {"nn": "CoMBInE (PConv UNet)", "wiener": "Wiener filter (exact)",
                  "gcr": "constrained realisation", "lwiener": "local Wiener (8 px)", "gmrf": "GMRF fill", "diffusive": "diffusive", "biharmonic": "biharmonic",
-                 "telea": "OpenCV Telea", "ns": "OpenCV Navier–Stokes", "mean": "mean fill"}
+                 "telea": "OpenCV Telea", "navier-stokes": "OpenCV Navier–Stokes", "mean": "mean fill"}
 
 
 def _fmt_num(value: float) -> str:

@@ -1,4 +1,4 @@
-"""The default sky ("planck18") of DESIGN.md: cosmology, beam, pixel size, patch size.
+"""The default sky ("planck18") of docs/DESIGN.md: cosmology, beam, pixel size, patch size.
 
 Every other module takes these as defaults and records them in the files it writes.
 """
@@ -8,7 +8,7 @@ import math
 #: One arcminute in radians (the only definition in the package).
 ARCMIN_RAD = math.pi / (180.0 * 60.0)
 
-# Planck 2018 best fit (TT,TE,EE+lowE+lensing), the parameters DESIGN.md fixes.
+# Planck 2018 best fit (TT,TE,EE+lowE+lensing), the parameters docs/DESIGN.md fixes.
 PLANCK18_COSMOLOGY = {
     "H0": 67.36,
     "ombh2": 0.02237,

@@ -194,7 +194,7 @@ class Sky:
     # -- construction ----------------------------------------------------------------------
     @classmethod
     def planck18(cls, **changes) -> "Sky":
-        """The default sky of DESIGN.md: Planck 2018 CAMB spectra, 5′ beam, 1.7177′ pixels, no noise."""
+        """The default sky of docs/DESIGN.md: Planck 2018 CAMB spectra, 5′ beam, 1.7177′ pixels, no noise."""
         return cls(**{"preset": "planck18", **changes})
 
     @classmethod

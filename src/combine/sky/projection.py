@@ -37,8 +37,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
-
-ARCMIN_RAD = np.pi / (180.0 * 60.0)
+from .defaults import ARCMIN_RAD
 
 
 def _check_geometry(lon_deg, lat_deg, size, pixel_arcmin):

@@ -21,13 +21,10 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..errors import InputError
-from .defaults import PLANCK18_COSMOLOGY
+from .defaults import ARCMIN_RAD, PLANCK18_COSMOLOGY
 
 #: CAMB lensing accuracy used for every spectrum (part of the cache key).
 LENS_POTENTIAL_ACCURACY = 1
-
-ARCMIN_RAD = math.pi / (180.0 * 60.0)
-
 
 def cache_dir() -> Path:
     """Root of the on-disk cache: ``$COMBINE_CACHE_DIR`` or ``~/.cache/combine``."""
@@ -206,6 +203,9 @@ def legendre_table(lmax: int, x: np.ndarray) -> np.ndarray:
     """:math:`P_\\ell(x)` for ``ℓ = 0..lmax`` by the upward recurrence, shape (lmax+1, len(x)).
 
     .. math:: (\\ell+1) P_{\\ell+1} = (2\\ell+1) x P_\\ell - \\ell P_{\\ell-1}
+
+    Written here because every ℓ is needed at once: ``scipy.special.eval_legendre`` evaluates
+    each (ℓ, x) pair separately in O(ℓ), O(ℓ_max²) per x instead of this O(ℓ_max).
     """
     x = np.asarray(x, dtype=np.float64)
     out = np.empty((lmax + 1,) + x.shape)
@@ -293,18 +293,11 @@ def healpix_pixel_window(nside: int, lmax: int) -> np.ndarray:
     return window[: lmax + 1]
 
 
-def beam_convolved_cl_uk2(cl_uk2: np.ndarray, beam_fwhm_arcmin: float) -> np.ndarray:
-    """:math:`C_\\ell B_\\ell^2` for a Gaussian beam (μK²)."""
-    cl = np.asarray(cl_uk2, dtype=np.float64)
-    return cl * gaussian_beam_bl(beam_fwhm_arcmin, cl.size - 1) ** 2
-
-
 __all__ = [
     "lensed_tt_cl_uk2",
     "camb_spectra_uk2",
     "gaussian_beam_bl",
     "healpix_pixel_window",
-    "beam_convolved_cl_uk2",
     "validate_ns",
     "resolve_cosmology",
     "legendre_table",
