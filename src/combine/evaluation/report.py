@@ -70,7 +70,7 @@ def results_table(records, methods, masks) -> str:
 SUMMARY_METHODS = ("nn", "wiener", "gcr", "lwiener", "gmrf", "diffusive", "biharmonic", "telea", "navier-stokes",
                    "mean")
 METHOD_LABELS = {"nn": "CoMBInE (PConv UNet)", "wiener": "Wiener filter (exact)",
-                 "gcr": "constrained realisation", "lwiener": "local Wiener (8 px)", "gmrf": "GMRF fill", "diffusive": "diffusive", "biharmonic": "biharmonic",
+                 "gcr": "constrained realisation", "lwiener": "local Wiener filter", "gmrf": "GMRF fill", "diffusive": "diffusive", "biharmonic": "biharmonic",
                  "telea": "OpenCV Telea", "navier-stokes": "OpenCV Navier–Stokes", "mean": "mean fill"}
 
 
