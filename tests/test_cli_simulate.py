@@ -37,6 +37,12 @@ def test_success_with_ns_classes(tmp_path, capsys):
             # μK, not normalised: rms of a 64² patch is ~50-150 μK
             assert 30 < np.sqrt(np.mean(maps.astype(np.float64) ** 2)) < 200
     assert sizes == [14, 3, 3]
+    # the files record their sky: the shared parameters (Planck ns), each class by with_ns
+    from combine.sky import Sky
+
+    sky = Sky.from_dataset(out / "train.h5")
+    assert sky == Sky.planck18(noise_uk_arcmin=1.0)
+    assert Sky.from_dataset(out / "train.h5", ns=1.1) == Sky.planck18(noise_uk_arcmin=1.0).with_ns(1.1)
 
 
 def test_reproducible_from_seed(tmp_path, capsys):
@@ -49,6 +55,9 @@ def test_reproducible_from_seed(tmp_path, capsys):
     np.testing.assert_array_equal(a, b)
     assert not np.allclose(a, c)
     assert ns_a is None and json.loads(attrs["cosmology"])["ns"] == 0.9649
+    from combine.sky import Sky
+
+    assert Sky.from_json(attrs["sky"]) == Sky.planck18()  # the sky the patches were drawn from
     # the splits are different realisations
     v, _, _ = read_dataset(tmp_path / "a" / "val.h5")
     assert not np.allclose(a[0], v[0])
