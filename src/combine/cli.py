@@ -10,8 +10,9 @@ import argparse
 import sys
 
 from . import __version__
+from .atomic import SIGTERM_EXIT_STATUS
 from .errors import InputError
-from .progress import set_quiet
+from .progress import start_command
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -40,10 +41,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line(text) -> str:
+    """``text`` on one line (a multi-line library message joined with " / ")."""
+    return " / ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
 def main(argv=None) -> int:
+    """Run ``combine`` with ``argv``; return the exit status (see the module docstring).
+
+    Interruptions: SIGINT gives 130 and SIGTERM during a write 143 (:mod:`combine.atomic`
+    removes the temporaries first), each with one line.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
-    set_quiet(getattr(args, "quiet", False))
+    start_command(args.command, getattr(args, "quiet", False))
     debug = getattr(args, "debug", False)
     try:
         status = args.run(args)
@@ -51,16 +62,20 @@ def main(argv=None) -> int:
     except InputError as exc:
         if debug:
             raise
-        sys.stderr.write(f"combine {args.command}: error: {exc}\n")
+        sys.stderr.write(f"combine {args.command}: error: {one_line(exc)}\n")
         return 2
     except KeyboardInterrupt:
-        sys.stderr.write(f"combine {args.command}: interrupted\n")
+        sys.stderr.write(f"combine {args.command}: interrupted (temporary files removed)\n")
         return 130
+    except SystemExit as exc:
+        if exc.code == SIGTERM_EXIT_STATUS:
+            sys.stderr.write(f"combine {args.command}: terminated (SIGTERM; temporary files removed)\n")
+        raise
     except Exception as exc:  # internal error: one line unless --debug
         if debug:
             raise
         sys.stderr.write(
-            f"combine {args.command}: internal error: {type(exc).__name__}: {exc} "
+            f"combine {args.command}: internal error: {type(exc).__name__}: {one_line(exc)} "
             "(rerun with --debug for a traceback)\n"
         )
         return 1
