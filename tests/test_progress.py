@@ -32,7 +32,16 @@ def test_log_progress_is_silent_for_short_jobs():
     with P.LogProgress(total=10, desc="x", interval_s=30.0, stream=stream) as bar:
         bar.update(10)
         bar.set_postfix(loss="0.1")
+        bar.set_postfix_str("12 holes")
     assert stream.getvalue() == ""
+
+
+def test_log_progress_reports_postfix():
+    stream = io.StringIO()
+    bar = P.LogProgress(total=2, desc="fill", interval_s=0.0, stream=stream)
+    bar.set_postfix_str("3 holes")
+    bar.update()
+    assert stream.getvalue() == "combine evaluate: fill 1/2 it (50%), 0 s elapsed, ~0 s left, 3 holes\n"
 
 
 def test_progress_kind_follows_terminal_quiet_and_rank(monkeypatch, capsys):

@@ -117,7 +117,7 @@ class LogProgress:
     """A tqdm stand-in for logs: one plain line every ``interval_s`` seconds and one at the end.
 
     Supports what the commands use of tqdm: iteration, ``update``, ``set_postfix``,
-    ``set_description``, ``close`` and use as a context manager.
+    ``set_postfix_str``, ``set_description``, ``write``, ``close`` and use as a context manager.
     """
 
     def __init__(self, iterable=None, *, desc=None, total=None, unit="it", interval_s=None,
@@ -156,6 +156,12 @@ class LogProgress:
     def set_postfix(self, ordered_dict=None, refresh=True, **kwargs):
         items = dict(ordered_dict or {}, **kwargs)
         self.postfix = ", ".join(f"{k}={v}" for k, v in items.items())
+
+    def set_postfix_str(self, s="", refresh=True):
+        self.postfix = str(s)
+
+    def write(self, text, file=None, end="\n"):
+        (file or self.stream).write(f"{text}{end}")
 
     def set_description(self, desc=None, refresh=True):
         self.desc = desc or self.desc
