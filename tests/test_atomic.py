@@ -55,17 +55,20 @@ def test_atomic_dir_replaces_existing_only_when_complete(tmp_path):
 
 def test_handlers_installed_only_while_a_write_is_open(tmp_path):
     before = {s: signal.getsignal(s) for s in atomic.CLEANUP_SIGNALS}
+    # an ignored signal (SIGINT of a background job) stays ignored: it ends nothing
+    expected = {s: before[s] if before[s] is signal.SIG_IGN else atomic._handler for s in before}
     with atomic_path(tmp_path / "x.bin") as tmp:
-        assert all(signal.getsignal(s) is atomic._handler for s in atomic.CLEANUP_SIGNALS)
+        assert {s: signal.getsignal(s) for s in before} == expected
         with atomic_dir(tmp_path / "d"):  # nested: still ours, restored only after the outer one
             pass
-        assert all(signal.getsignal(s) is atomic._handler for s in atomic.CLEANUP_SIGNALS)
+        assert {s: signal.getsignal(s) for s in before} == expected
         tmp.write_bytes(b"")
     assert {s: signal.getsignal(s) for s in atomic.CLEANUP_SIGNALS} == before
 
 
 CHILD = textwrap.dedent("""
-    import sys, time
+    import signal, sys, time
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, even if started in the background
     sys.path.insert(0, {src!r})
     from combine.atomic import atomic_path, atomic_dir
     kind, dest = sys.argv[1], sys.argv[2]

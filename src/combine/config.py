@@ -298,6 +298,10 @@ def load_config(path, base: TrainConfig | None = None) -> TrainConfig:
         raise InputError(f"{path}: is a directory, expected a TOML file") from None
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{path}: not valid TOML ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not valid TOML (not UTF-8 text: {exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read config file ({exc.strerror})") from None
     return config_from_dict(table, str(path), base)
 
 
