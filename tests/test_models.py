@@ -280,3 +280,22 @@ def test_load_shipped_model_by_name(tmp_path, monkeypatch, model_dir):
     assert "shipped: toy-t128" in msg
     # names never escape the pretrained directory
     _expect("../pretrained/toy-t128x", lambda: load_model("../pretrained/toy-t128x"))
+
+
+def test_sky_from_model_dir_reads_back_the_recorded_sky(tmp_path):
+    """Sky.from_model_dir returns the Sky whose to_json() was recorded (no CAMB call: the
+    spectra are not touched), and the shipped model's legacy sky block reads as planck18 + 1 μK·arcmin."""
+    from combine.sky import Sky
+
+    sky = Sky.planck18(noise_uk_arcmin=2.5, beam_fwhm_arcmin=7.0).with_ns(0.7)
+    save_model(PConvUNet("t128", levels=2, channels=[4, 4], stem_channels=0), tmp_path / "m",
+               extra={"sky": sky.to_json()})
+    back = Sky.from_model_dir(tmp_path / "m")
+    assert back == sky and back.ns == 0.7 and back.noise_uk_arcmin == 2.5 and back.beam_fwhm_arcmin == 7.0
+    shipped = Sky.from_model_dir(models.resolve_model_dir("planck18-t128"))
+    assert shipped.noise_uk_arcmin == 1.0 and shipped.beam_fwhm_arcmin == 5.0 and shipped.ns == 0.9649
+    (tmp_path / "m" / CONFIG_FILE).write_text(json.dumps({"architecture": {}}))
+    with pytest.raises(InputError, match="no 'sky' table"):
+        Sky.from_model_dir(tmp_path / "m")
+    with pytest.raises(InputError, match="no such model config"):
+        Sky.from_model_dir(tmp_path / "nothing")

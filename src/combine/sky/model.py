@@ -407,6 +407,25 @@ class Sky:
         sky = read_header(path)[2]
         return sky if ns is None else sky.with_ns(ns)
 
+    @classmethod
+    def from_model_dir(cls, directory) -> "Sky":
+        """The Sky a model directory was trained for: the ``sky`` table of its ``config.json``
+        (:meth:`to_json` form; older configs' loose ``pixel_arcmin`` / ``beam_fwhm_arcmin`` /
+        ``noise_uk_arcmin`` / ``cosmology`` keys are read the same way). Reads no weights, runs
+        no CAMB. InputError naming the file if it is missing or has no ``sky`` table."""
+        from pathlib import Path
+
+        path = Path(directory) / "config.json"
+        try:
+            config = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise InputError(f"{path}: no such model config") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InputError(f"{path}: unreadable model config ({exc})") from None
+        if not isinstance(config, Mapping) or not isinstance(config.get("sky"), Mapping):
+            raise InputError(f"{path}: model config has no 'sky' table")
+        return cls.from_json(config["sky"], source=f"{path}: sky")
+
     def describe(self) -> str:
         """One line for logs and headers."""
         name = self.preset or ("explicit spectra" if self.cl_tt_uk2 is not None else "CAMB")
