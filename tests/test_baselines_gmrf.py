@@ -133,3 +133,29 @@ def test_unet_prefill_coefficient_errors():
         PConvUNet("t128-gm", levels=4, prefill_coeffs=[0.0, -1.0])
     with pytest.raises(InputError, match="gmrf"):
         PConvUNet("t128", levels=4, prefill="kriging")
+
+
+def test_sky_convention_default_sky_needs_no_camb(monkeypatch):
+    """gmrf_fill(maps, masks, sky=...) uses the stored planck18 coefficients for the default sky
+    (any white noise up to the fit's 1 μK·arcmin floor) without CAMB, and fits others: ns = 0.5
+    gives other coefficients and the fill of gmrf_fill_coeffs with them."""
+    import sys
+
+    from combine.baselines.gmrf import coefficients_for_sky, gmrf_fill_coeffs
+    from combine.sky import Sky
+
+    rng = np.random.default_rng(5)
+    maps = rng.standard_normal((2, 32, 32))
+    mask = circle_mask(32, 5.0)
+    with monkeypatch.context() as mp:
+        mp.setitem(sys.modules, "camb", None)
+        for sky in (Sky.planck18(noise_uk_arcmin=1.0), Sky.planck18(), Sky(noise_uk_arcmin=0.5), None):
+            assert (coefficients_for_sky(sky) if sky is not None else None) in (PLANCK18_GMRF_COEFFS, None)
+            assert np.array_equal(gmrf_fill(maps, mask, sky=sky), gmrf_fill_coeffs(maps, mask, PLANCK18_GMRF_COEFFS))
+        with pytest.raises(InputError, match="together with"):
+            gmrf_fill(maps, mask, sky=Sky.planck18(), noise_uk_arcmin=1.0)
+    tilted = Sky.planck18(noise_uk_arcmin=1.0).with_ns(0.5)
+    coeffs = coefficients_for_sky(tilted)
+    assert coeffs != PLANCK18_GMRF_COEFFS
+    assert np.array_equal(gmrf_fill(maps, mask, sky=tilted), gmrf_fill_coeffs(maps, mask, coeffs))
+    assert np.array_equal(gmrf_fill(maps, mask, ns=0.5), gmrf_fill(maps, mask, sky=tilted))

@@ -7,12 +7,16 @@ import pytest
 import torch
 
 from combine.baselines import BASELINES, gmrf_fill, wiener_fill
-from combine.baselines.local_wiener import hole_windows, local_wiener_fill
+from combine.baselines.gmrf import PLANCK18_GMRF_COEFFS
+from combine.baselines.local_wiener import (correlation_table_for_sky, default_max_window_px, hole_windows,
+                                            local_wiener_fill, local_wiener_fill_table)
 from combine.errors import InputError
 from combine.masks import circle_mask, generate_masks
+from combine.sky import Sky
 from combine.sky.flat import simulate_flat_patches
 
-SKY = dict(pixel_arcmin=1.7177, beam_fwhm_arcmin=5.0, noise_uk_arcmin=1.0)
+SKY = dict(pixel_arcmin=1.7177, beam_fwhm_arcmin=5.0, noise_uk_arcmin=1.0)  # wiener_fill's keywords
+EVAL_SKY = Sky.planck18(noise_uk_arcmin=1.0)
 
 
 def _hole_rmse(fill, truth, masks):
@@ -36,7 +40,7 @@ def test_window_covering_the_patch_is_the_exact_wiener_filter(patches32):
     masks = generate_masks("points", len(patches32), 32, seed=2)
     masks[:, 10:14, 20:25] = 0  # a second, larger hole
     exact = wiener_fill(patches32, masks, **SKY)
-    local = local_wiener_fill(patches32, masks, margin_px=64, max_window_px=10_000, **SKY)
+    local = local_wiener_fill(patches32, masks, sky=EVAL_SKY, margin_px=64, max_window_px=10_000)
     hole = masks < 0.5
     scale = np.sqrt(np.mean(exact[hole] ** 2))
     assert np.abs(local[hole] - exact[hole]).max() < 1e-6 * scale
@@ -50,7 +54,7 @@ def test_default_window_is_close_to_the_exact_filter():
     maps = simulate_flat_patches(12, size=64, noise_uk_arcmin=1.0, seed=7).reshape(12, 64, 64)
     for masks in (np.repeat(circle_mask(64, 4.0)[None], 12, axis=0), generate_masks("points", 12, 64, seed=8)):
         exact = wiener_fill(maps, masks, **SKY)
-        local = local_wiener_fill(maps, masks, **SKY)
+        local = local_wiener_fill(maps, masks, sky=EVAL_SKY)
         e_exact, e_local = _hole_rmse(exact, maps, masks), _hole_rmse(local, maps, masks)
         assert e_local < 1.10 * e_exact, (e_local, e_exact)
         assert _hole_rmse(local, exact, masks) < 0.25 * e_exact
@@ -58,16 +62,74 @@ def test_default_window_is_close_to_the_exact_filter():
 
 def test_large_windows_fall_back_to_the_gmrf(patches32):
     masks = generate_masks("random", len(patches32), 32, seed=3)
-    fallback = local_wiener_fill(patches32, masks, max_window_px=1, **SKY)
-    np.testing.assert_array_equal(fallback, gmrf_fill(patches32, masks, **SKY))
+    fallback = local_wiener_fill(patches32, masks, sky=EVAL_SKY, max_window_px=1)
+    np.testing.assert_array_equal(fallback, gmrf_fill(patches32, masks, sky=EVAL_SKY))
 
 
 def test_valid_pixels_untouched_and_hole_values_ignored(patches32):
     masks = generate_masks("points", len(patches32), 32, seed=4)
-    a = local_wiener_fill(patches32, masks, **SKY)
-    b = local_wiener_fill(np.where(masks > 0, patches32, np.nan), masks, **SKY)
+    a = local_wiener_fill(patches32, masks, sky=EVAL_SKY)
+    b = local_wiener_fill(np.where(masks > 0, patches32, np.nan), masks, sky=EVAL_SKY)
     assert np.array_equal(a[masks > 0], patches32[masks > 0])
     assert np.array_equal(a, b)
+
+
+def test_table_entry_needs_no_sky_and_matches_the_sky_entry(patches32, monkeypatch):
+    """local_wiener_fill_table (correlation table, noise variance, GMRF coefficients) gives
+    local_wiener_fill's output bit for bit, with CAMB unimportable; the table is ξ(Δ_pix r) of
+    Sky.correlation_uk2 (equal to the covariance module's table to 1e-12)."""
+    import sys
+
+    from combine.baselines.covariance import correlation_table_uk2
+
+    masks = generate_masks("points", len(patches32), 32, seed=6)
+    masks[:, 2:20, 3:5] = 0  # a line that goes to the GMRF with a small cap
+    table = correlation_table_for_sky(EVAL_SKY, (40, 40))
+    np.testing.assert_allclose(table, correlation_table_uk2(40), rtol=1e-12, atol=0)
+    ref = local_wiener_fill(patches32, masks, sky=EVAL_SKY, max_window_px=150)
+    monkeypatch.setitem(sys.modules, "camb", None)
+    out = local_wiener_fill_table(patches32, masks, xi_table_uk2=table, noise_var_uk2=EVAL_SKY.noise_var_pix_uk2,
+                                  gmrf_coeffs=PLANCK18_GMRF_COEFFS, max_window_px=150)
+    assert np.array_equal(out, ref)
+    with pytest.raises(InputError, match="xi_table_uk2"):
+        local_wiener_fill_table(patches32, masks, xi_table_uk2=table[:20, :20], noise_var_uk2=0.1,
+                                gmrf_coeffs=PLANCK18_GMRF_COEFFS)
+
+
+def test_sky_sets_spectrum_and_noise_and_legacy_keywords_agree(patches32):
+    """The fill follows its Sky: with ns = 0.5 and a window covering the patch it is the exact
+    Wiener filter of the ns = 0.5 spectrum (1e-6), 0.7 % away from the planck18 fill at r = 3 px,
+    and loose ns=0.5 gives the same Sky; a
+    constant noise-variance map equal to the white level gives the white-noise fill to 1e-12;
+    a Sky and loose keywords together are refused."""
+    masks = np.repeat(circle_mask(32, 3.0)[None], len(patches32), 0)
+    base = local_wiener_fill(patches32, masks)  # sky=None: planck18 at 1 μK·arcmin
+    assert np.array_equal(base, local_wiener_fill(patches32, masks, sky=EVAL_SKY))
+    tilted = local_wiener_fill(patches32, masks, sky=EVAL_SKY.with_ns(0.5))
+    hole = masks < 0.5
+    assert np.abs(tilted - base)[hole].max() > 0.003 * np.abs(base[hole]).max()
+    assert np.array_equal(tilted, local_wiener_fill(patches32, masks, ns=0.5, noise_uk_arcmin=1.0))
+    full = local_wiener_fill(patches32, masks, sky=EVAL_SKY.with_ns(0.5), margin_px=64, max_window_px=10_000)
+    exact = wiener_fill(patches32, masks, ns=0.5, **SKY)
+    assert np.abs(full - exact)[hole].max() < 1e-6 * np.abs(exact[hole]).max()
+    var_map = np.full((32, 32), EVAL_SKY.noise_var_pix_uk2)
+    np.testing.assert_allclose(local_wiener_fill(patches32, masks, sky=EVAL_SKY.replace(noise_var_uk2=var_map)),
+                               base, rtol=0, atol=1e-12 * np.abs(base).max())
+    with pytest.raises(InputError, match="noise_var_uk2"):
+        local_wiener_fill(patches32, masks, sky=EVAL_SKY.replace(noise_var_uk2=np.ones((8, 8))))
+    with pytest.raises(InputError, match="together with"):
+        local_wiener_fill(patches32, masks, sky=EVAL_SKY, pixel_arcmin=2.0)
+
+
+def test_window_cap_grows_with_the_margin():
+    """At margin 24 px the window of an r = 16 px disc (~4000 valid pixels, over the former fixed
+    cap of 3000) stays local: the default cap is π m (2·56 + m)."""
+    assert default_max_window_px(8) == 3016 and default_max_window_px(24) == 10255
+    hole = circle_mask(96, 16.0) < 0.5
+    (_, win), = hole_windows(hole, 24)
+    assert 3000 < len(win) < default_max_window_px(24)
+    (_, win), = hole_windows(circle_mask(128, 56.0) < 0.5, 8)
+    assert len(win) < default_max_window_px(8)  # discs up to R = 56 px stay local at any margin
 
 
 def test_hole_windows():
@@ -103,7 +165,7 @@ def test_untrained_local_wiener_unet_equals_its_prefill():
     m = generate_masks("points", 2, 64, seed=5)[:, None].astype(np.float32)
     with torch.no_grad():
         y = net(torch.from_numpy(x * m), torch.from_numpy(m)).numpy()
-    ref = local_wiener_fill(x, m)
+    ref = local_wiener_fill(x, m, sky=EVAL_SKY)
     hole = np.broadcast_to(m < 0.5, y.shape)
     assert np.abs(y - ref)[hole].max() < 1e-3  # μK, float32 round-off
     # maps without a valid pixel get the prior mean, 0

@@ -44,12 +44,11 @@ is the accurate cheap fill.
 from __future__ import annotations
 
 import functools
-import hashlib
 
 import numpy as np
 
 from ..errors import InputError
-from ..sky.defaults import BEAM_FWHM_ARCMIN, EVAL_NOISE_UK_ARCMIN, PIXEL_ARCMIN
+from ..sky.defaults import EVAL_NOISE_UK_ARCMIN
 from .classical import _prepare, same_hole_groups
 
 #: Polynomial order K of the default GMRF precision (see the module docstring for the choice).
@@ -66,40 +65,95 @@ MIN_FIT_NOISE_UK_ARCMIN = 1.0
 #: prefill; ``tests/test_baselines_gmrf.py`` checks that the fit reproduces them.
 PLANCK18_GMRF_COEFFS = (0.0, 0.010741, 0.0, 0.0, 1.0)
 
+#: The loose sky keywords of the fills before :class:`combine.sky.Sky` (still accepted, see
+#: :func:`resolve_sky`).
+LEGACY_SKY_KEYWORDS = ("pixel_arcmin", "beam_fwhm_arcmin", "noise_uk_arcmin", "cl_uk2", "ns")
 
-def gmrf_coefficients(cl_uk2=None, *, pixel_arcmin: float = PIXEL_ARCMIN,
-                      beam_fwhm_arcmin: float = BEAM_FWHM_ARCMIN,
-                      noise_uk_arcmin: float = EVAL_NOISE_UK_ARCMIN, ns=None,
-                      order: int = GMRF_ORDER, grid_px: int = FIT_GRID_PX) -> np.ndarray:
+
+def resolve_sky(sky=None, legacy: dict | None = None):
+    """The :class:`~combine.sky.Sky` a fill works on.
+
+    ``sky`` if given; else a Sky built from the loose keywords of the old calling convention
+    (``pixel_arcmin``, ``beam_fwhm_arcmin``, ``noise_uk_arcmin``, ``cl_uk2``, ``ns``; kept while
+    callers move to ``sky=``); else ``Sky.planck18(noise_uk_arcmin=EVAL_NOISE_UK_ARCMIN)``.
+    Giving both a Sky and loose keywords is an InputError (one of them would be ignored).
+    """
+    from ..sky import Sky
+
+    loose = {k: v for k, v in (legacy or {}).items() if k in LEGACY_SKY_KEYWORDS and v is not None}
+    if sky is not None:
+        if not isinstance(sky, Sky):
+            raise InputError(f"sky: expected a combine.sky.Sky, got {type(sky).__name__}")
+        if loose:
+            raise InputError(f"sky: given together with {', '.join(sorted(loose))}; put them in the Sky")
+        return sky
+    kwargs = {"noise_uk_arcmin": EVAL_NOISE_UK_ARCMIN}
+    kwargs.update({k: loose[k] for k in ("pixel_arcmin", "beam_fwhm_arcmin", "noise_uk_arcmin") if k in loose})
+    if "cl_uk2" in loose:
+        if "ns" in loose:
+            raise InputError("ns: give either ns or an explicit spectrum cl_uk2, not both")
+        return Sky(cl_tt_uk2=loose["cl_uk2"], **kwargs)
+    if "ns" in loose:
+        kwargs["cosmology"] = {"ns": loose["ns"]}
+    return Sky.planck18(**kwargs)
+
+
+def _is_planck18_fit_sky(sky) -> bool:
+    """True when ``sky`` fits to :data:`PLANCK18_GMRF_COEFFS` (the planck18 spectra, beam and
+    pixel, white noise at most the fit's floor of 1 μK·arcmin), judged without running CAMB."""
+    from ..sky import Sky
+
+    if sky.cl_tt_uk2 is not None or sky.noise_var_uk2 is not None or sky.noise_uk_arcmin > MIN_FIT_NOISE_UK_ARCMIN:
+        return False
+    ref = Sky(noise_uk_arcmin=MIN_FIT_NOISE_UK_ARCMIN)
+    return sky.replace(preset=None, noise_uk_arcmin=MIN_FIT_NOISE_UK_ARCMIN, noise_pol_uk_arcmin=None) == ref
+
+
+def gmrf_coefficients(sky=None, *, order: int = GMRF_ORDER, grid_px: int = FIT_GRID_PX) -> np.ndarray:
     """Non-negative :math:`a_0 \\ldots a_K` (max 1) of :math:`Q = \\sum_k a_k(-\\Delta)^k` fitted to
-    :math:`P(k) = (C_\\ell B_\\ell^2/\\Omega + N)^{-1}` (module docstring), rounded to 5 significant digits."""
+    :math:`P(k) = (C_\\ell B_\\ell^2/\\Omega + N)^{-1}` (module docstring) of ``sky`` (default
+    planck18 at 1 μK·arcmin; :meth:`Sky.beamed_cl_uk2` gives :math:`C_\\ell B_\\ell^2`), rounded to
+    5 significant digits."""
     from scipy.optimize import nnls
 
-    from ..sky.spectra import gaussian_beam_bl
-    from .covariance import theory_cl_uk2
-
+    sky = resolve_sky(sky)
     order = int(order)
     if order < 1:
         raise InputError(f"order: the GMRF order must be >= 1, got {order}")
-    cl = theory_cl_uk2(cl_uk2, pixel_arcmin=pixel_arcmin, beam_fwhm_arcmin=beam_fwhm_arcmin, ns=ns)
-    ell = np.arange(cl.size, dtype=np.float64)
-    cl_beamed = cl * gaussian_beam_bl(beam_fwhm_arcmin, cl.size - 1) ** 2
-    pix_rad = np.deg2rad(pixel_arcmin / 60.0)
+    cl_beamed = sky.beamed_cl_uk2("tt")
+    ell = np.arange(cl_beamed.size, dtype=np.float64)
+    pix_rad = np.deg2rad(sky.pixel_arcmin / 60.0)
     k1 = 2 * np.pi * np.fft.fftfreq(int(grid_px))
     kx, ky = np.meshgrid(k1, k1)
     k_abs = np.hypot(kx, ky).ravel()
     lam = (4 * np.sin(kx / 2) ** 2 + 4 * np.sin(ky / 2) ** 2).ravel()
     signal = np.interp(k_abs / pix_rad, ell, cl_beamed, right=0.0) / pix_rad**2  # μK² per DFT mode
-    noise = max(float(noise_uk_arcmin), MIN_FIT_NOISE_UK_ARCMIN) ** 2 / pixel_arcmin**2
+    noise = max(float(sky.noise_uk_arcmin), MIN_FIT_NOISE_UK_ARCMIN) ** 2 / sky.pixel_arcmin**2
     precision = 1.0 / (signal + noise)
     fit = (k_abs > 0) & (signal > noise)
     if fit.sum() < order + 1:
-        raise InputError("cl_uk2: too few signal-dominated modes to fit a GMRF precision")
+        raise InputError("sky: too few signal-dominated modes to fit a GMRF precision")
     design = np.stack([lam[fit] ** j for j in range(order + 1)], axis=1)
     weight = 1.0 / precision[fit]  # relative error
     a, _ = nnls(design * weight[:, None], precision[fit] * weight)
     a = a / a.max()
     return np.array([float(f"{v:.5g}") for v in a])
+
+
+_FITTED: dict[str, tuple] = {}
+
+
+def coefficients_for_sky(sky) -> tuple:
+    """GMRF coefficients of ``sky``: :data:`PLANCK18_GMRF_COEFFS` for the default sky (no CAMB,
+    no fit), else :func:`gmrf_coefficients` (cached per sky in this process)."""
+    if _is_planck18_fit_sky(sky):
+        return PLANCK18_GMRF_COEFFS
+    key = sky.fingerprint()
+    if key not in _FITTED:
+        if len(_FITTED) >= 16:
+            _FITTED.pop(next(iter(_FITTED)))
+        _FITTED[key] = tuple(gmrf_coefficients(sky))
+    return _FITTED[key]
 
 
 def _laplacian(h: int, w: int):
@@ -142,20 +196,26 @@ def check_coeffs(coeffs) -> tuple:
     return c
 
 
-def gmrf_fill(maps, masks, *, coeffs=None, pixel_arcmin: float = PIXEL_ARCMIN,
-              beam_fwhm_arcmin: float = BEAM_FWHM_ARCMIN, noise_uk_arcmin: float = EVAL_NOISE_UK_ARCMIN,
-              cl_uk2=None, ns=None, **_ignored) -> np.ndarray:
+def gmrf_fill(maps, masks, *, sky=None, seed=None, coeffs=None, **options) -> np.ndarray:
     """GMRF conditional mean :math:`T_h = -Q_{hh}^{-1} Q_{hv} T_v` in every hole (module docstring).
 
-    ``coeffs`` are the :math:`a_k`; by default fitted to the sky keywords (the planck18 default
-    sky uses :data:`PLANCK18_GMRF_COEFFS` without a fit). Maps sharing a mask share one LU
-    factorisation. A mask without a valid pixel is an :class:`InputError`, as for every baseline.
+    The baseline convention ``fill(maps, masks, *, sky, seed=None, **options)``: ``coeffs`` (the
+    :math:`a_k`) default to those fitted to ``sky`` (:func:`coefficients_for_sky`; ``sky=None``
+    is planck18 at 1 μK·arcmin, whose coefficients are stored: no CAMB, no fit). With ``coeffs``
+    given the sky is not used (:func:`gmrf_fill_coeffs`). ``seed`` is ignored (the fill is
+    deterministic). A mask without a valid pixel is an :class:`InputError`, as for every baseline.
     """
+    legacy = {k: options.pop(k) for k in LEGACY_SKY_KEYWORDS if k in options}
+    if coeffs is None:
+        coeffs = coefficients_for_sky(resolve_sky(sky, legacy))
+    return gmrf_fill_coeffs(maps, masks, coeffs)
+
+
+def gmrf_fill_coeffs(maps, masks, coeffs) -> np.ndarray:
+    """:func:`gmrf_fill` from its precomputed coefficients :math:`a_0 \\ldots a_K` alone (what a
+    model directory stores): no sky, no CAMB. Maps sharing a mask share one LU factorisation."""
     from scipy.sparse.linalg import splu
 
-    if coeffs is None:
-        coeffs = _coefficients_for_sky(pixel_arcmin, beam_fwhm_arcmin, noise_uk_arcmin,
-                                       None if cl_uk2 is None else np.asarray(cl_uk2, dtype=np.float64), ns)
     coeffs = check_coeffs(coeffs)
     data, holes, out, out3 = _prepare(maps, masks)
     q = gmrf_precision(data.shape[-2:], coeffs)
@@ -171,21 +231,5 @@ def gmrf_fill(maps, masks, *, coeffs=None, pixel_arcmin: float = PIXEL_ARCMIN,
     return out
 
 
-def _coefficients_for_sky(pixel_arcmin, beam_fwhm_arcmin, noise_uk_arcmin, cl, ns) -> tuple:
-    default = (cl is None and ns is None and pixel_arcmin == PIXEL_ARCMIN and beam_fwhm_arcmin == BEAM_FWHM_ARCMIN
-               and max(noise_uk_arcmin, MIN_FIT_NOISE_UK_ARCMIN) == max(EVAL_NOISE_UK_ARCMIN, MIN_FIT_NOISE_UK_ARCMIN))
-    if default:
-        return PLANCK18_GMRF_COEFFS
-    key = None if cl is None else hashlib.sha256(cl.tobytes()).hexdigest()
-    return _fitted(float(pixel_arcmin), float(beam_fwhm_arcmin), float(noise_uk_arcmin), key, ns,
-                   None if cl is None else cl.tobytes())
-
-
-@functools.lru_cache(maxsize=16)
-def _fitted(pixel_arcmin, beam_fwhm_arcmin, noise_uk_arcmin, key, ns, cl_bytes):
-    cl = None if cl_bytes is None else np.frombuffer(cl_bytes, dtype=np.float64)
-    return tuple(gmrf_coefficients(cl, pixel_arcmin=pixel_arcmin, beam_fwhm_arcmin=beam_fwhm_arcmin,
-                                   noise_uk_arcmin=noise_uk_arcmin, ns=ns))
-
-
-__all__ = ["gmrf_fill", "gmrf_coefficients", "gmrf_precision", "PLANCK18_GMRF_COEFFS", "GMRF_ORDER"]
+__all__ = ["gmrf_fill", "gmrf_fill_coeffs", "gmrf_coefficients", "coefficients_for_sky", "gmrf_precision",
+           "resolve_sky", "PLANCK18_GMRF_COEFFS", "GMRF_ORDER"]

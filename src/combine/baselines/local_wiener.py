@@ -12,14 +12,19 @@ around it alone, the pixels within an L1 (diamond) distance ``margin_px`` of the
     T_h = C_{ho} \\, (C_{oo} + \\sigma_N^2 I)^{-1} \\, d_o ,
 
 with :math:`C_{ij} = \\xi(\\Delta_{pix} |r_i - r_j|)` the beam-convolved signal covariance
-(:func:`combine.baselines.covariance.correlation_table_uk2`, the exact filter's) and
+(:func:`correlation_table_for_sky`, from :meth:`combine.sky.Sky.correlation_uk2`) and
 :math:`\\sigma_N^2` the white-noise variance per pixel (the noise of the hole pixels, like the
 exact filter's "truth", is not predictable and not added). One Cholesky factorisation of
 :math:`C_{oo}` per hole geometry (``torch.linalg.cholesky``), shared by maps with the same mask.
 
 Holes whose window holds more than ``max_window_px`` valid pixels (large, elongated holes:
 lines of the random-shape masks) would cost a dense factorisation of that size; they are filled
-by the GMRF conditional mean (:func:`combine.baselines.gmrf.gmrf_fill`) instead.
+by the GMRF conditional mean (:func:`combine.baselines.gmrf.gmrf_fill`) instead. The cap grows
+with the margin (:func:`default_max_window_px`), so a wider window does not send discs to the GMRF.
+
+:func:`local_wiener_fill` takes a :class:`combine.sky.Sky`; :func:`local_wiener_fill_table`
+takes the precomputed correlation table, noise variance and GMRF coefficients (what a model
+directory stores, so a model's first guess needs no CAMB).
 
 Choice of ``margin_px = 8`` (measured on 32 planck18 patches, 1 μK·arcmin noise, hole RMSE over
 the exact Wiener filter's for centred discs of radius 4 / 8 / 16 / 32 px, point sources, random
@@ -32,26 +37,52 @@ margin 8 gives 1.021 / 1.027 / 1.039 / 0.999 / 1.038 / 1.004 (the GMRF fill: 1.2
 
 from __future__ import annotations
 
-import functools
+import math
 
 import numpy as np
 
 from ..errors import InputError
-from ..sky.defaults import BEAM_FWHM_ARCMIN, EVAL_NOISE_UK_ARCMIN, PIXEL_ARCMIN
 from .classical import _prepare, same_hole_groups
-from .covariance import correlation_table_uk2, covariance_between, white_noise_variance_uk2
+from .covariance import covariance_between
+from .gmrf import LEGACY_SKY_KEYWORDS, coefficients_for_sky, gmrf_fill_coeffs, resolve_sky
 
 #: Default window: valid pixels within this L1 distance (pixels) of the hole.
 DEFAULT_MARGIN_PX = 8
 
-#: Holes whose window holds more valid pixels than this are filled by the GMRF instead.
-DEFAULT_MAX_WINDOW_PX = 3000
+#: The default ``max_window_px`` is the area of the ``margin_px``-wide ring around a disc of this
+#: radius (px), so that the cap grows with the margin (see :func:`default_max_window_px`).
+LOCAL_DISC_RADIUS_PX = 56
 
 
-@functools.lru_cache(maxsize=8)
-def _table(shape: tuple, pixel_arcmin: float, beam_fwhm_arcmin: float, ns, cl_bytes):
-    cl = None if cl_bytes is None else np.frombuffer(cl_bytes, dtype=np.float64)
-    return correlation_table_uk2(shape, cl_uk2=cl, pixel_arcmin=pixel_arcmin, beam_fwhm_arcmin=beam_fwhm_arcmin, ns=ns)
+def default_max_window_px(margin_px: int) -> int:
+    """Default cap on a hole's window: :math:`\\lceil \\pi m (2R + m) \\rceil`, the area of the
+    ring of width :math:`m` = ``margin_px`` around a disc of radius :math:`R` =
+    :data:`LOCAL_DISC_RADIUS_PX` (3016 px at m = 8, the former fixed 3000; 10 255 at m = 24). A
+    disc hole of radius up to R (its L1 window is smaller than that Euclidean ring) stays local
+    whatever the margin; long random-shape lines go to the GMRF."""
+    m = int(margin_px)
+    return int(math.ceil(math.pi * m * (2 * LOCAL_DISC_RADIUS_PX + m)))
+
+
+_TABLES: dict[tuple, np.ndarray] = {}
+
+
+def correlation_table_for_sky(sky, shape) -> np.ndarray:
+    """``T[dy, dx] = ξ(Δ_pix √(dy² + dx²))`` (μK²), shape ``shape`` = (H, W), from
+    :meth:`Sky.correlation_uk2` (flat patches are point samples: no pixel window); each distinct
+    :math:`dy^2 + dx^2` is evaluated once; cached per sky and shape in this process."""
+    h, w = (int(s) for s in shape)
+    key = (sky.fingerprint(), h, w)
+    if key not in _TABLES:
+        if len(_TABLES) >= 8:
+            _TABLES.pop(next(iter(_TABLES)))
+        r2 = np.add.outer(np.arange(h) ** 2, np.arange(w) ** 2)
+        unique_r2, inverse = np.unique(r2, return_inverse=True)
+        xi = sky.correlation_uk2(np.sqrt(unique_r2) * sky.pixel_arcmin * math.pi / (180.0 * 60.0))
+        table = xi[inverse].reshape(h, w)
+        table.setflags(write=False)
+        _TABLES[key] = table
+    return _TABLES[key]
 
 
 def hole_windows(hole: np.ndarray, margin_px: int):
@@ -75,45 +106,89 @@ def hole_windows(hole: np.ndarray, margin_px: int):
     return out
 
 
-def _weights(table: np.ndarray, noise_var: float, hole_yx: np.ndarray, win_yx: np.ndarray) -> np.ndarray:
-    """:math:`(C_{oo} + \\sigma_N^2 I)^{-1} C_{oh}`, shape (m, k), float64."""
+def _weights(table: np.ndarray, noise_var, hole_yx: np.ndarray, win_yx: np.ndarray) -> np.ndarray:
+    """:math:`(C_{oo} + N_{oo})^{-1} C_{oh}`, shape (m, k), float64; ``noise_var`` a scalar or an
+    (H, W) per-pixel variance (μK²)."""
     import torch
 
     c_oo = torch.from_numpy(covariance_between(table, win_yx, win_yx))
-    c_oo.diagonal().add_(max(noise_var, 1e-8 * float(table[0, 0])))
+    floor = 1e-8 * float(table[0, 0])
+    if np.ndim(noise_var) == 0:
+        c_oo.diagonal().add_(max(float(noise_var), floor))
+    else:
+        c_oo.diagonal().add_(torch.from_numpy(np.maximum(noise_var[win_yx[:, 0], win_yx[:, 1]], floor)))
     chol, info = torch.linalg.cholesky_ex(c_oo)
     if int(info) != 0:
-        raise InputError("cl_uk2: window covariance is not positive definite")
+        raise InputError("sky: window covariance is not positive definite")
     return torch.cholesky_solve(torch.from_numpy(covariance_between(table, win_yx, hole_yx)), chol).numpy()
 
 
-def local_wiener_fill(maps, masks, *, margin_px: int = DEFAULT_MARGIN_PX, max_window_px: int = DEFAULT_MAX_WINDOW_PX,
-                      pixel_arcmin: float = PIXEL_ARCMIN, beam_fwhm_arcmin: float = BEAM_FWHM_ARCMIN,
-                      noise_uk_arcmin: float = EVAL_NOISE_UK_ARCMIN, cl_uk2=None, ns=None, gmrf_coeffs=None,
-                      **_ignored) -> np.ndarray:
+def _noise_for(sky, shape):
+    """White per-pixel variance of ``sky``, or its (H, W) noise-variance map when it has one."""
+    if sky.noise_var_uk2 is None:
+        return sky.noise_var_pix_uk2
+    var = np.asarray(sky.noise_var_uk2, dtype=np.float64)
+    if var.shape != tuple(shape):
+        raise InputError(f"sky: noise_var_uk2 has shape {var.shape}, the maps are {tuple(shape)} patches")
+    return var
+
+
+def local_wiener_fill(maps, masks, *, sky=None, seed=None, margin_px: int = DEFAULT_MARGIN_PX,
+                      max_window_px: int | None = None, gmrf_coeffs=None, **options) -> np.ndarray:
     """Local Wiener fill :math:`T_h = C_{ho}(C_{oo} + \\sigma_N^2)^{-1} d_o` of every hole (module docstring).
 
-    Holes with more than ``max_window_px`` valid pixels in their window take the GMRF fill
-    (``gmrf_coeffs``, default fitted to the same sky). A mask without a valid pixel is an
-    :class:`InputError`, as for every baseline.
+    The baseline convention ``fill(maps, masks, *, sky, seed=None, **options)``; ``sky=None`` is
+    ``Sky.planck18(noise_uk_arcmin=1)``. The covariance comes from :meth:`Sky.correlation_uk2`,
+    the noise from the sky's white level (or its (H, W) noise-variance map). Holes with more
+    than ``max_window_px`` (default :func:`default_max_window_px`) valid pixels in their window
+    take the GMRF fill (``gmrf_coeffs``, default fitted to the same sky). ``seed`` is ignored
+    (the fill is deterministic). Everything after the sky is :func:`local_wiener_fill_table`.
     """
-    from .gmrf import gmrf_fill
+    legacy = {k: options.pop(k) for k in LEGACY_SKY_KEYWORDS if k in options}
+    sky = resolve_sky(sky, legacy)
+    shape = np.shape(maps)[-2:]
+    if len(shape) != 2:
+        raise InputError(f"maps: expected (H, W), (N, H, W) or (N, C, H, W), got shape {np.shape(maps)}")
+    return local_wiener_fill_table(
+        maps, masks, xi_table_uk2=correlation_table_for_sky(sky, shape), noise_var_uk2=_noise_for(sky, shape),
+        gmrf_coeffs=coefficients_for_sky(sky) if gmrf_coeffs is None else gmrf_coeffs,
+        margin_px=margin_px, max_window_px=max_window_px)
 
-    margin_px, max_window_px = int(margin_px), int(max_window_px)
+
+def local_wiener_fill_table(maps, masks, *, xi_table_uk2, noise_var_uk2, gmrf_coeffs,
+                            margin_px: int = DEFAULT_MARGIN_PX, max_window_px: int | None = None) -> np.ndarray:
+    """:func:`local_wiener_fill` from precomputed tensors alone (what a model directory stores):
+    no Sky, no CAMB, no cache.
+
+    Parameters
+    ----------
+    xi_table_uk2 : ndarray (>= H, >= W)
+        Signal covariance by pixel offset, ``T[dy, dx] = ξ(Δ_pix √(dy² + dx²))`` μK²
+        (:func:`correlation_table_for_sky`).
+    noise_var_uk2 : float or ndarray (H, W)
+        Per-pixel noise variance (μK²) added to :math:`C_{oo}`.
+    gmrf_coeffs : sequence of float
+        GMRF :math:`a_k` for the holes whose window exceeds ``max_window_px``.
+    margin_px, max_window_px : int
+        Window (L1 distance from the hole) and its cap (default :func:`default_max_window_px`).
+    """
+    margin_px = int(margin_px)
+    max_window_px = default_max_window_px(margin_px) if max_window_px is None else int(max_window_px)
     if margin_px < 1 or max_window_px < 1:
         raise InputError(f"margin_px / max_window_px: need >= 1, got {margin_px}, {max_window_px}")
     data, holes, out, out3 = _prepare(maps, masks)
     h, w = data.shape[-2:]
-    cl = None if cl_uk2 is None else np.ascontiguousarray(cl_uk2, dtype=np.float64)
-    table = _table((h, w), float(pixel_arcmin), float(beam_fwhm_arcmin), ns, None if cl is None else cl.tobytes())
-    noise_var = white_noise_variance_uk2(noise_uk_arcmin, pixel_arcmin)
+    table = np.asarray(xi_table_uk2, dtype=np.float64)
+    if table.ndim != 2 or table.shape[0] < h or table.shape[1] < w:
+        raise InputError(f"xi_table_uk2: shape {table.shape} does not cover the offsets of {h}x{w} maps")
+    noise_var = noise_var_uk2 if np.ndim(noise_var_uk2) == 0 else np.asarray(noise_var_uk2, dtype=np.float64)
+    if np.ndim(noise_var) not in (0, 2) or (np.ndim(noise_var) == 2 and noise_var.shape != (h, w)):
+        raise InputError(f"noise_var_uk2: expected a number or an ({h}, {w}) map, got shape {np.shape(noise_var)}")
     for members in same_hole_groups(holes):
         windows = hole_windows(holes[members[0]], margin_px)
         block = data[members]
         if any(len(win) > max_window_px for _, win in windows):
-            sky = dict(pixel_arcmin=pixel_arcmin, beam_fwhm_arcmin=beam_fwhm_arcmin, noise_uk_arcmin=noise_uk_arcmin,
-                       cl_uk2=cl_uk2, ns=ns)
-            out3[members] = gmrf_fill(block, (~holes[members]).astype(np.uint8), coeffs=gmrf_coeffs, **sky)
+            out3[members] = gmrf_fill_coeffs(block, (~holes[members]).astype(np.uint8), gmrf_coeffs)
         for hole_yx, win_yx in windows:
             if len(win_yx) > max_window_px:
                 continue
@@ -126,4 +201,5 @@ def local_wiener_fill(maps, masks, *, margin_px: int = DEFAULT_MARGIN_PX, max_wi
     return out
 
 
-__all__ = ["local_wiener_fill", "hole_windows", "DEFAULT_MARGIN_PX", "DEFAULT_MAX_WINDOW_PX"]
+__all__ = ["local_wiener_fill", "local_wiener_fill_table", "correlation_table_for_sky", "hole_windows",
+           "default_max_window_px", "DEFAULT_MARGIN_PX"]
