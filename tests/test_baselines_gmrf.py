@@ -152,7 +152,7 @@ def test_sky_convention_default_sky_needs_no_camb(monkeypatch):
         for sky in (Sky.planck18(noise_uk_arcmin=1.0), Sky.planck18(), Sky(noise_uk_arcmin=0.5), None):
             assert (coefficients_for_sky(sky) if sky is not None else None) in (PLANCK18_GMRF_COEFFS, None)
             assert np.array_equal(gmrf_fill(maps, mask, sky=sky), gmrf_fill_coeffs(maps, mask, PLANCK18_GMRF_COEFFS))
-        with pytest.raises(InputError, match="together with"):
+        with pytest.raises(InputError, match="not both"):
             gmrf_fill(maps, mask, sky=Sky.planck18(), noise_uk_arcmin=1.0)
     tilted = Sky.planck18(noise_uk_arcmin=1.0).with_ns(0.5)
     coeffs = coefficients_for_sky(tilted)

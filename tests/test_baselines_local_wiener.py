@@ -77,7 +77,7 @@ def test_valid_pixels_untouched_and_hole_values_ignored(patches32):
 def test_table_entry_needs_no_sky_and_matches_the_sky_entry(patches32, monkeypatch):
     """local_wiener_fill_table (correlation table, noise variance, GMRF coefficients) gives
     local_wiener_fill's output bit for bit, with CAMB unimportable; the table is ξ(Δ_pix r) of
-    Sky.correlation_uk2 (equal to the covariance module's table to 1e-12)."""
+    Sky.correlation_uk2 (equal to the first API's table of the default spectrum to 1e-12)."""
     import sys
 
     from combine.baselines.covariance import correlation_table_uk2
@@ -85,7 +85,7 @@ def test_table_entry_needs_no_sky_and_matches_the_sky_entry(patches32, monkeypat
     masks = generate_masks("points", len(patches32), 32, seed=6)
     masks[:, 2:20, 3:5] = 0  # a line that goes to the GMRF with a small cap
     table = correlation_table_for_sky(EVAL_SKY, (40, 40))
-    np.testing.assert_allclose(table, correlation_table_uk2(40), rtol=1e-12, atol=0)
+    np.testing.assert_allclose(table, correlation_table_uk2(40, cl_uk2=EVAL_SKY.cl_tt), rtol=1e-12, atol=0)
     ref = local_wiener_fill(patches32, masks, sky=EVAL_SKY, max_window_px=150)
     monkeypatch.setitem(sys.modules, "camb", None)
     out = local_wiener_fill_table(patches32, masks, xi_table_uk2=table, noise_var_uk2=EVAL_SKY.noise_var_pix_uk2,
@@ -117,7 +117,7 @@ def test_sky_sets_spectrum_and_noise_and_legacy_keywords_agree(patches32):
                                base, rtol=0, atol=1e-12 * np.abs(base).max())
     with pytest.raises(InputError, match="noise_var_uk2"):
         local_wiener_fill(patches32, masks, sky=EVAL_SKY.replace(noise_var_uk2=np.ones((8, 8))))
-    with pytest.raises(InputError, match="together with"):
+    with pytest.raises(InputError, match="not both"):
         local_wiener_fill(patches32, masks, sky=EVAL_SKY, pixel_arcmin=2.0)
 
 

@@ -49,6 +49,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..sky.defaults import EVAL_NOISE_UK_ARCMIN
+from ..sky.model import LEGACY_KEYWORDS as LEGACY_SKY_KEYWORDS
 from .classical import _prepare, same_hole_groups
 
 #: Polynomial order K of the default GMRF precision (see the module docstring for the choice).
@@ -65,37 +66,14 @@ MIN_FIT_NOISE_UK_ARCMIN = 1.0
 #: prefill; ``tests/test_baselines_gmrf.py`` checks that the fit reproduces them.
 PLANCK18_GMRF_COEFFS = (0.0, 0.010741, 0.0, 0.0, 1.0)
 
-#: The loose sky keywords of the fills before :class:`combine.sky.Sky` (still accepted, see
-#: :func:`resolve_sky`).
-LEGACY_SKY_KEYWORDS = ("pixel_arcmin", "beam_fwhm_arcmin", "noise_uk_arcmin", "cl_uk2", "ns")
-
-
 def resolve_sky(sky=None, legacy: dict | None = None):
-    """The :class:`~combine.sky.Sky` a fill works on.
+    """The :class:`~combine.sky.Sky` a fill works on: ``sky``; else the Sky of the loose keywords
+    of the first API (:func:`combine.sky.model.sky_from_keywords`); by default
+    ``Sky.planck18(noise_uk_arcmin=EVAL_NOISE_UK_ARCMIN)``. A Sky and loose keywords together are
+    an InputError."""
+    from ..sky.model import sky_from_keywords
 
-    ``sky`` if given; else a Sky built from the loose keywords of the old calling convention
-    (``pixel_arcmin``, ``beam_fwhm_arcmin``, ``noise_uk_arcmin``, ``cl_uk2``, ``ns``; kept while
-    callers move to ``sky=``); else ``Sky.planck18(noise_uk_arcmin=EVAL_NOISE_UK_ARCMIN)``.
-    Giving both a Sky and loose keywords is an InputError (one of them would be ignored).
-    """
-    from ..sky import Sky
-
-    loose = {k: v for k, v in (legacy or {}).items() if k in LEGACY_SKY_KEYWORDS and v is not None}
-    if sky is not None:
-        if not isinstance(sky, Sky):
-            raise InputError(f"sky: expected a combine.sky.Sky, got {type(sky).__name__}")
-        if loose:
-            raise InputError(f"sky: given together with {', '.join(sorted(loose))}; put them in the Sky")
-        return sky
-    kwargs = {"noise_uk_arcmin": EVAL_NOISE_UK_ARCMIN}
-    kwargs.update({k: loose[k] for k in ("pixel_arcmin", "beam_fwhm_arcmin", "noise_uk_arcmin") if k in loose})
-    if "cl_uk2" in loose:
-        if "ns" in loose:
-            raise InputError("ns: give either ns or an explicit spectrum cl_uk2, not both")
-        return Sky(cl_tt_uk2=loose["cl_uk2"], **kwargs)
-    if "ns" in loose:
-        kwargs["cosmology"] = {"ns": loose["ns"]}
-    return Sky.planck18(**kwargs)
+    return sky_from_keywords(sky, default_noise_uk_arcmin=EVAL_NOISE_UK_ARCMIN, **(legacy or {}))
 
 
 def _is_planck18_fit_sky(sky) -> bool:

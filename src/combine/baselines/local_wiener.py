@@ -43,7 +43,7 @@ import numpy as np
 
 from ..errors import InputError
 from .classical import _prepare, same_hole_groups
-from .covariance import covariance_between
+from .covariance import correlation_table_uk2, covariance_between
 from .gmrf import LEGACY_SKY_KEYWORDS, coefficients_for_sky, gmrf_fill_coeffs, resolve_sky
 
 #: Default window: valid pixels within this L1 distance (pixels) of the hole.
@@ -68,18 +68,15 @@ _TABLES: dict[tuple, np.ndarray] = {}
 
 
 def correlation_table_for_sky(sky, shape) -> np.ndarray:
-    """``T[dy, dx] = ξ(Δ_pix √(dy² + dx²))`` (μK²), shape ``shape`` = (H, W), from
-    :meth:`Sky.correlation_uk2` (flat patches are point samples: no pixel window); each distinct
-    :math:`dy^2 + dx^2` is evaluated once; cached per sky and shape in this process."""
+    """``T[dy, dx] = ξ(Δ_pix √(dy² + dx²))`` (μK²), shape ``shape`` = (H, W), of ``sky``
+    (:func:`combine.baselines.covariance.correlation_table_uk2`, from :meth:`Sky.correlation_uk2`),
+    cached per sky and shape in this process (read-only)."""
     h, w = (int(s) for s in shape)
     key = (sky.fingerprint(), h, w)
     if key not in _TABLES:
         if len(_TABLES) >= 8:
             _TABLES.pop(next(iter(_TABLES)))
-        r2 = np.add.outer(np.arange(h) ** 2, np.arange(w) ** 2)
-        unique_r2, inverse = np.unique(r2, return_inverse=True)
-        xi = sky.correlation_uk2(np.sqrt(unique_r2) * sky.pixel_arcmin * math.pi / (180.0 * 60.0))
-        table = xi[inverse].reshape(h, w)
+        table = correlation_table_uk2((h, w), sky)
         table.setflags(write=False)
         _TABLES[key] = table
     return _TABLES[key]
