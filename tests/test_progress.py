@@ -18,7 +18,7 @@ def _command(monkeypatch):
 
 def test_log_progress_prints_plain_lines_with_counts_and_eta():
     stream = io.StringIO()
-    bar = P.LogProgress(range(4), desc="fill", unit="patch", interval_s=0.0, stream=stream)
+    bar = P.LogProgress(range(4), desc="fill", unit="patch", interval_s=0.0, stream=stream, heartbeat=False)
     assert list(bar) == [0, 1, 2, 3]
     lines = stream.getvalue().splitlines()
     assert lines[0].startswith("combine evaluate: fill 1/4 patch (25%), 0 s elapsed, ~0 s left")
@@ -38,7 +38,7 @@ def test_log_progress_is_silent_for_short_jobs():
 
 def test_log_progress_reports_postfix():
     stream = io.StringIO()
-    bar = P.LogProgress(total=2, desc="fill", interval_s=0.0, stream=stream)
+    bar = P.LogProgress(total=2, desc="fill", interval_s=0.0, stream=stream, heartbeat=False)
     bar.set_postfix_str("3 holes")
     bar.update()
     assert stream.getvalue() == "combine evaluate: fill 1/2 it (50%), 0 s elapsed, ~0 s left, 3 holes\n"
@@ -83,3 +83,17 @@ def test_summary_appends_elapsed_time(capsys):
 @pytest.mark.parametrize("seconds, text", [(4.4, "4 s"), (65, "1 min 05 s"), (7620, "2 h 07 min")])
 def test_format_duration(seconds, text):
     assert P.format_duration(seconds) == text
+
+
+def test_log_progress_heartbeat_during_one_long_step():
+    """No update for several intervals (one slow step) still gives periodic lines."""
+    import time
+
+    stream = io.StringIO()
+    bar = P.LogProgress(total=3, desc="wiener", interval_s=0.2, stream=stream)
+    bar.update(1)
+    time.sleep(0.9)
+    bar.close()
+    lines = stream.getvalue().splitlines()
+    assert len(lines) >= 3
+    assert all(line.startswith("combine evaluate: wiener 1/3 it (33%)") for line in lines[:-1])

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 
 from tqdm.auto import tqdm
@@ -116,12 +117,15 @@ def summary(text: str, *, timed: bool = True, file=None) -> None:
 class LogProgress:
     """A tqdm stand-in for logs: one plain line every ``interval_s`` seconds and one at the end.
 
+    A daemon thread also prints the current count every ``interval_s`` while no update comes
+    (one step, e.g. a Wiener factorisation, may take minutes: the log must not fall silent).
+
     Supports what the commands use of tqdm: iteration, ``update``, ``set_postfix``,
     ``set_postfix_str``, ``set_description``, ``write``, ``close`` and use as a context manager.
     """
 
     def __init__(self, iterable=None, *, desc=None, total=None, unit="it", interval_s=None,
-                 stream=None, **_ignored):
+                 stream=None, heartbeat=True, **_ignored):
         self.iterable = iterable
         self.desc = desc or "working"
         if total is None and iterable is not None and hasattr(iterable, "__len__"):
@@ -136,6 +140,17 @@ class LogProgress:
         self.last = self.start
         self.closed = False
         self.lines = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = None
+        if heartbeat and self.interval_s > 0:
+            self._thread = threading.Thread(target=self._heartbeat, name="combine-progress", daemon=True)
+            self._thread.start()
+
+    def _heartbeat(self):
+        while not self._stop.wait(self.interval_s / 4):
+            if time.monotonic() - self.last >= self.interval_s:
+                self._emit()
 
     def __iter__(self):
         for item in self.iterable:
@@ -183,10 +198,11 @@ class LogProgress:
         return text
 
     def _emit(self):
-        self.stream.write(f"{_prefix()}{self.line()}\n")
-        self.stream.flush()
-        self.lines += 1
-        self.last = time.monotonic()
+        with self._lock:
+            self.stream.write(f"{_prefix()}{self.line()}\n")
+            self.stream.flush()
+            self.lines += 1
+            self.last = time.monotonic()
 
     def update(self, n=1):
         self.n += n
@@ -197,6 +213,7 @@ class LogProgress:
         if self.closed:
             return
         self.closed = True
+        self._stop.set()
         if self.n and time.monotonic() - self.start >= self.interval_s:
             self._emit()  # the final count, if the job was long enough to report at all
 
