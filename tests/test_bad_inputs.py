@@ -492,3 +492,30 @@ def test_at_least_forty_classes_across_the_commands():
     assert len(CASES) >= 40
     for command in ("inpaint", "masks", "simulate", "train", "evaluate"):
         assert sum(c.name.startswith(command + ":") for c in CASES) >= 5, command
+
+
+def test_readme_states_the_number_of_classes():
+    import re
+
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    m = re.search(r"checks this contract on (\d+) classes", readme.read_text(encoding="utf-8"))
+    assert m, "README: 'Contract for bad input' section missing"
+    assert int(m.group(1)) == len(CASES)
+
+
+def test_temporary_left_by_kill_9_is_removed_by_the_next_write(tmp_path, shared, capsys):
+    """Issue 15: `kill -9` during the FITS write of `combine inpaint` left a hidden temporary
+    beside the output. The next write into that directory removes it (its pid is dead)."""
+    in_dir, out_dir = tmp_path / "in", tmp_path / "out"
+    in_dir.mkdir()
+    out_dir.mkdir()
+    standard_inputs(in_dir)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = out_dir / f".filled.fits.combine-tmp-{dead.pid}-0badf00d.fits"
+    stale.write_bytes(b"\0" * 2880)
+    status = main(["inpaint", "--model", shared["model"], "--input", str(in_dir / "maps.npy"), "--mask",
+                   str(in_dir / "mask.npy"), "--output", str(out_dir / "filled.npy"), "--quiet"])
+    capsys.readouterr()
+    assert status == 0
+    assert sorted(p.name for p in out_dir.iterdir()) == ["filled.npy"]
