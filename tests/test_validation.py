@@ -41,3 +41,17 @@ def test_holes_may_hold_nan_but_valid_pixels_may_not():
 def test_all_hole_mask_is_an_error():
     with pytest.raises(InputError, match="no valid"):
         check_maps_and_masks(np.zeros((1, 8, 8)), np.zeros((1, 8, 8)))
+
+
+def test_check_free_memory_names_option_and_sizes():
+    from combine.atomic import format_bytes
+    from combine.validation import available_memory_bytes, check_free_memory
+
+    avail = available_memory_bytes()
+    assert avail is not None and avail > 0
+    check_free_memory(1024, "a small array", "--n")
+    with pytest.raises(InputError) as info:
+        check_free_memory(avail * 8, "1e11 patches", "--n-patches")
+    msg = str(info.value)
+    assert msg.startswith("--n-patches: 1e11 patches needs ") and format_bytes(avail * 8) in msg
+    assert "of memory but only" in msg

@@ -78,3 +78,36 @@ def check_maps_and_masks(maps, masks, map_source: str = "maps", mask_source: str
             f"{map_source}: {int(bad.sum())} valid (mask = 1) pixels hold NaN, inf or UNSEEN"
         )
     return maps.astype(np.float32, copy=False), np.ascontiguousarray(masks, dtype=np.float32)
+
+
+def available_memory_bytes() -> int | None:
+    """Memory a new allocation can still get without swapping: ``MemAvailable`` of
+    ``/proc/meminfo`` (Linux), else ``os.sysconf`` free pages; None if neither is known."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    import os
+
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_free_memory(nbytes: int, what: str, source: str) -> None:
+    """Raise :class:`InputError` if ``what`` would need more than the available memory.
+
+    ``source`` names the option or file that asked for it, e.g. ``check_free_memory(n * 4,
+    "a Nside 8192 map", "--nside")`` gives ``"--nside: a Nside 8192 map needs 3 GiB of memory
+    but only 1.2 GiB is available"``.
+    """
+    from .atomic import format_bytes
+
+    available = available_memory_bytes()
+    if available is not None and int(nbytes) > available:
+        raise InputError(f"{source}: {what} needs {format_bytes(nbytes)} of memory but only "
+                         f"{format_bytes(available)} is available")
