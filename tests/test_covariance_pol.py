@@ -141,6 +141,19 @@ def test_sphere_matches_flat_on_small_separations():
         np.testing.assert_allclose(flip @ s @ flip, f, rtol=2e-3, atol=2e-3 * f[0, 0])
 
 
+def test_sphere_noise_is_on_the_diagonal_of_equal_pixels():
+    """Regression: equal unit vectors from pix2vec have a round-off chord of ~1e-8; the white
+    noise must still be added on the diagonal (it was not, which ruined every sphere fill)."""
+    sky = Sky.planck18(lmax=400, beam_fwhm_arcmin=30.0, noise_uk_arcmin=20.0)
+    nside = 64
+    cov = SphereTQUCovariance(sky.replace(pixel_arcmin=hp.nside2resol(nside, arcmin=True)), theta_max_rad=1.0)
+    vec = np.array(hp.pix2vec(nside, np.arange(0, 800))).T
+    with_noise = cov.between(vec, vec, noise=True)
+    without = cov.between(vec, vec)
+    n_t, n_p = cov.noise_var_t_uk2, cov.noise_var_p_uk2
+    np.testing.assert_allclose(np.diag(with_noise - without), np.repeat([n_t, n_p, n_p], len(vec)), rtol=0, atol=1e-9 * without.max())
+
+
 def test_covariance_rejects_bad_input(highpass_sky):
     with pytest.raises(InputError, match="sky"):
         FlatTQUCovariance("planck18", 4)

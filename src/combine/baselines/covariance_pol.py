@@ -241,7 +241,7 @@ class SphereTQUCovariance:
         cj, sj = _frame_angles(b, a, dot.T, towards=True)
         cov = _assemble(xi, ci, si, cj.T, sj.T)
         if noise:
-            same = theta < 1e-9
+            same = chord < 1e-6  # the same pixel (round-off leaves chords of ~1e-8 between equal vectors)
             m, n = same.shape
             for f, var in enumerate((self.noise_var_t_uk2, self.noise_var_p_uk2, self.noise_var_p_uk2)):
                 cov[f * m:(f + 1) * m, f * n:(f + 1) * n][same] += var
