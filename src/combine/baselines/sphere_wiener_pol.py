@@ -27,6 +27,7 @@ from ..errors import InputError
 from ..sky.model import Sky
 from ..validation import UNSEEN
 from .covariance_pol import SphereTQUCovariance
+from .wiener_pol import REGULARISATION_REL, cholesky_with_floor
 
 #: Largest hole (pixels per field) filled by one dense window solve.
 MAX_HOLE_PX = 4000
@@ -135,8 +136,9 @@ def sphere_tqu_fill(tqu_map, mask, *, sky: Sky, seed=None, rng=None, gcr: bool =
     cov = SphereTQUCovariance(sky.replace(pixel_arcmin=pix_arcmin), theta_max_rad=theta_max,
                               pixel_window=window_fn)
     xi0 = cov.correlations(0.0)
-    floors = 1e-8 * np.array([xi0["tt"], 0.5 * xi0["plus"], 0.5 * xi0["plus"]])
-    floors = np.maximum(floors - np.array([cov.noise_var_t_uk2, cov.noise_var_p_uk2, cov.noise_var_p_uk2]), 0.0)
+    floors_min = REGULARISATION_REL * np.array([xi0["tt"], 0.5 * xi0["plus"], 0.5 * xi0["plus"]])
+    floors = np.maximum(floors_min - np.array([cov.noise_var_t_uk2, cov.noise_var_p_uk2, cov.noise_var_p_uk2]),
+                        0.0)
     for done, (comp, c, r) in enumerate(zip(components, centres, radii), start=1):
         disc = hp.query_disc(nside, c, r + (margin + pix_arcmin) * arcmin, inclusive=False, nest=nest)
         win = disc[valid[disc]]
@@ -144,21 +146,16 @@ def sphere_tqu_fill(tqu_map, mask, *, sky: Sky, seed=None, rng=None, gcr: bool =
             raise InputError("mask: a hole has no valid pixel within margin_arcmin of it")
         v_h = np.array(hp.pix2vec(nside, comp, nest=nest)).T
         v_o = np.array(hp.pix2vec(nside, win, nest=nest)).T
-        c_oo = torch.from_numpy(cov.between(v_o, v_o, noise=True))
-        c_oo.diagonal().add_(torch.from_numpy(np.repeat(floors, win.size)))
-        chol, info = torch.linalg.cholesky_ex(c_oo)
-        if int(info) != 0:
-            raise InputError("sky: window covariance is not positive definite")
+        chol = cholesky_with_floor(torch.from_numpy(cov.between(v_o, v_o, noise=True)),
+                                   np.repeat(floors, win.size), "window covariance")
         c_oh = torch.from_numpy(cov.between(v_o, v_h))
         wts = torch.cholesky_solve(c_oh, chol)  # (3m, 3k)
         d_o = torch.from_numpy(m[:, win].astype(np.float64).reshape(-1))
         mu = (d_o @ wts).numpy()
         if gcr:
             sigma = torch.from_numpy(cov.between(v_h, v_h, noise=True)) - c_oh.T @ wts
-            sigma.diagonal().add_(torch.from_numpy(np.repeat(floors, comp.size)))
-            l_s, info = torch.linalg.cholesky_ex(0.5 * (sigma + sigma.T))
-            if int(info) != 0:
-                raise InputError("sky: hole posterior covariance is not positive definite")
+            l_s = cholesky_with_floor(0.5 * (sigma + sigma.T), np.repeat(floors_min, comp.size),
+                                      "hole posterior covariance")
             mu = mu + (l_s @ torch.from_numpy(rng.standard_normal(l_s.shape[0]))).numpy()
         out[:, comp] = mu.reshape(3, comp.size)
         if progress is not None:

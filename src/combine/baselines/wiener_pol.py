@@ -75,12 +75,30 @@ def _check_tqu(maps, masks):
     return arr.astype(np.float64), full == 0, out, single
 
 
-def _floors(cov: FlatTQUCovariance) -> np.ndarray:
+def _floors(cov: FlatTQUCovariance, subtract_noise: bool = True) -> np.ndarray:
     """What to add to each field's diagonal so that it holds at least :data:`REGULARISATION_REL` of
-    the field's variance (nothing when the white noise already does)."""
+    the field's variance (nothing when the white noise already does), or that fraction itself."""
     var = np.array([cov.tables["tt"][0, 0], 0.5 * cov.tables["plus"][0, 0], 0.5 * cov.tables["plus"][0, 0]])
+    floor = REGULARISATION_REL * np.maximum(var, 1e-30)
+    if not subtract_noise:
+        return floor
     noise = np.array([cov.noise_var_t_uk2, cov.noise_var_p_uk2, cov.noise_var_p_uk2])
-    return np.maximum(REGULARISATION_REL * np.maximum(var, 1e-30) - noise, 0.0)
+    return np.maximum(floor - noise, 0.0)
+
+
+def cholesky_with_floor(c: torch.Tensor, floor: np.ndarray, what: str) -> torch.Tensor:
+    """Lower Cholesky factor of ``c + diag(f)``: ``f = floor`` first, raised tenfold (up to 10⁶×)
+    while the factorisation fails (a noiseless smooth sky makes window covariances singular to
+    round-off). ``c`` is modified in place."""
+    added = np.zeros_like(floor)
+    for k in range(7):
+        target = floor * 10.0**k
+        c.diagonal().add_(torch.from_numpy(target - added))
+        added = target
+        chol, info = torch.linalg.cholesky_ex(c)
+        if int(info) == 0:
+            return chol
+    raise InputError(f"sky: {what} is not positive definite (even with a diagonal floor)")
 
 
 def _groups(holes: np.ndarray) -> list[list[int]]:
@@ -185,27 +203,23 @@ def _local_fill(data, holes, out, sky, rng, margin_px):
     h, w = data.shape[-2:]
     cov = FlatTQUCovariance(sky, max(h, w) - 1)
     floors = _floors(cov)
+    floors_min = _floors(cov, subtract_noise=False)
     for members in _groups(holes[:, 0]):
         hole2d = holes[members[0], 0]
         block = data[members]  # (k, 3, H, W)
         for hole_yx, win_yx in hole_windows(hole2d, int(margin_px)):
             if len(win_yx) == 0:
                 raise InputError("mask: a hole has no valid pixel within margin_px of it; nothing to condition on")
-            c_oo = torch.from_numpy(cov.between(win_yx, win_yx, noise=True))
-            c_oo.diagonal().add_(torch.from_numpy(np.repeat(floors, len(win_yx))))
-            chol, info = torch.linalg.cholesky_ex(c_oo)
-            if int(info) != 0:
-                raise InputError("sky: window covariance is not positive definite")
+            chol = cholesky_with_floor(torch.from_numpy(cov.between(win_yx, win_yx, noise=True)),
+                                       np.repeat(floors, len(win_yx)), "window covariance")
             c_oh = torch.from_numpy(cov.between(win_yx, hole_yx))
             wts = torch.cholesky_solve(c_oh, chol)  # (3m, 3k)
             d_o = torch.from_numpy(block[:, :, win_yx[:, 0], win_yx[:, 1]].reshape(len(members), -1))
             mu = (d_o @ wts).numpy()  # (maps, 3k)
             if rng is not None:
                 sigma = torch.from_numpy(cov.between(hole_yx, hole_yx, noise=True)) - c_oh.T @ wts
-                sigma.diagonal().add_(torch.from_numpy(np.repeat(floors, len(hole_yx))))
-                l_s, info = torch.linalg.cholesky_ex(0.5 * (sigma + sigma.T))
-                if int(info) != 0:
-                    raise InputError("sky: hole posterior covariance is not positive definite")
+                l_s = cholesky_with_floor(0.5 * (sigma + sigma.T), np.repeat(floors_min, len(hole_yx)),
+                                          "hole posterior covariance")
                 z = torch.from_numpy(rng.standard_normal((l_s.shape[0], len(members))))
                 mu = mu + (l_s @ z).T.numpy()
             vals = mu.reshape(len(members), 3, -1)
