@@ -65,7 +65,7 @@ def evaluate_argv(report_dir: Path) -> list[str]:
     """The ``combine evaluate`` arguments of the README's evaluation."""
     return ["evaluate", "--model", MODEL, "--data", f"simulate:{N_PATCHES}", "--size", str(SIZE),
             "--n-random", str(N_RANDOM), "--seed", str(SEED), "--methods", ",".join(METHODS),
-            "--masks", ",".join(MASKS), "--out", str(report_dir)]
+            "--masks", ",".join(MASKS), "--out", str(report_dir), "--overwrite"]
 
 
 def load_records(report_dir: Path) -> tuple[list[dict], str]:

@@ -263,6 +263,19 @@ def test_regression_lwiener_gmrf_use_the_data_spectrum_whatever_else_runs(tmp_pa
         assert alone[name] == pytest.approx(expected, rel=1e-5)
 
 
+def test_existing_report_is_replaced_only_with_overwrite(tmp_path, capsys):
+    out = tmp_path / "rep"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    argv = ["--model", "none", "--data", "simulate:2", "--size", "64", "--out", str(out), "--methods", "mean",
+            "--masks", "circle-r4"]
+    status, err = _run(argv, capsys)
+    assert status == 2 and "exists; give --overwrite" in err and (out / "keep.txt").read_text() == "mine"
+    status, err = _run(argv + ["--overwrite"], capsys)
+    assert status == 0, err
+    assert not (out / "keep.txt").exists() and (out / "results.json").is_file()
+
+
 def test_old_navier_stokes_name_is_refused(tmp_path, capsys):
     """`ns` means the spectral index only: the OpenCV method is `navier-stokes`, the old name is an error."""
     out = tmp_path / "rep"

@@ -91,3 +91,23 @@ def test_sky_from_keywords():
         sky_from_keywords(cl_uk2=-CL)
     # the preset name is informational: the same parameters are the same sky
     assert Sky.planck18().with_ns(0.5) == Sky(cosmology={"ns": 0.5})
+
+
+
+def test_from_model_dir(tmp_path):
+    """The shipped model's sky block and a JSON-form block read back (no weights, no CAMB)."""
+    from pathlib import Path
+
+    import combine
+
+    shipped = Sky.from_model_dir(Path(combine.__file__).parent / "pretrained" / "planck18-t128")
+    assert (shipped.pixel_arcmin, shipped.beam_fwhm_arcmin, shipped.noise_uk_arcmin) == (1.7177, 5.0, 1.0)
+    assert shipped.ns == pytest.approx(0.9649) and "_spectra" not in shipped.__dict__
+    sky = Sky(cl_tt_uk2=CL, noise_uk_arcmin=2.0)
+    (tmp_path / "config.json").write_text(json.dumps({"sky": sky.to_json(), "architecture": {}}))
+    assert Sky.from_model_dir(tmp_path) == sky
+    with pytest.raises(InputError, match="no such model config"):
+        Sky.from_model_dir(tmp_path / "nowhere")
+    (tmp_path / "config.json").write_text(json.dumps({"architecture": {}}))
+    with pytest.raises(InputError, match="no 'sky' table"):
+        Sky.from_model_dir(tmp_path)

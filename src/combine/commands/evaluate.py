@@ -33,7 +33,9 @@ def register(subparsers, common):
                    help="shipped model name, model directory, or 'none' (baselines only)")
     p.add_argument("--data", required=True, metavar="FILE|DIR|simulate:N",
                    help="dataset .h5, a directory holding test.h5, or simulate:N (N fresh planck18 patches)")
-    p.add_argument("--out", required=True, metavar="REPORT_DIR", help="report directory (replaced atomically)")
+    p.add_argument("--out", required=True, metavar="REPORT_DIR",
+                   help="report directory (written atomically; an existing one only with --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing REPORT_DIR")
     p.add_argument("--methods", default=None, metavar="LIST",
                    help=f"comma-separated subset of {','.join(ALL_METHODS)} (default: all; nn only with a model)")
     p.add_argument("--masks", default=None, metavar="LIST",
@@ -228,6 +230,9 @@ def run(args):
             raise InputError(f"--{name.replace('_', '-')}: must be at least 1, got {v}")
     if args.noise is not None and not args.noise >= 0:
         raise InputError(f"--noise: must be >= 0, got {args.noise}")
+    out = Path(args.out)
+    if out.exists() and not args.overwrite and not (out.is_dir() and not any(out.iterdir())):
+        raise InputError(f"{out}: exists; give --overwrite to replace it")
     if args.run_dir is not None and not Path(args.run_dir).is_dir():
         raise InputError(f"{args.run_dir}: no such training run directory")
 
