@@ -185,7 +185,7 @@ def results_md(records, command: str) -> str:
 
 
 def _labels() -> dict:
-    from combine.evaluation import METHOD_LABELS
+    from combine.plots import METHOD_LABELS
 
     return {**METHOD_LABELS, "nn": f"CoMBInE `{MODEL}`"}
 

@@ -47,7 +47,6 @@ from .epochs import evaluate_run, list_checkpoints  # noqa: F401
 from .fullsky import fill_healpix, fullsky_records, fullsky_spectra  # noqa: F401
 from .loop import Evaluation, check_model_fits, evaluate, run_evaluation  # noqa: F401
 from .report import (  # noqa: F401
-    METHOD_LABELS,
     SUMMARY_METHODS,
     _clean,
     cost_table,

@@ -69,9 +69,6 @@ def results_table(records, methods, masks) -> str:
 #: Rows of the README summary table, in this order (those present in the records).
 SUMMARY_METHODS = ("nn", "wiener", "gcr", "lwiener", "gmrf", "diffusive", "biharmonic", "telea", "navier-stokes",
                    "mean")
-METHOD_LABELS = {"nn": "CoMBInE (PConv UNet)", "wiener": "Wiener filter (exact)",
-                 "gcr": "constrained realisation", "lwiener": "local Wiener filter", "gmrf": "GMRF fill", "diffusive": "diffusive", "biharmonic": "biharmonic",
-                 "telea": "OpenCV Telea", "navier-stokes": "OpenCV Navier–Stokes", "mean": "mean fill"}
 
 
 def _fmt_num(value: float) -> str:
@@ -84,8 +81,12 @@ def summary_table(records, *, methods=SUMMARY_METHODS, power_masks=("circle-r32"
     """The README results table: per method, the hole RMSE (μK, with its ratio to the Wiener
     filter) for each centred circle (ascending radius) and the random masks, the power ratio
     ``power_ratio_band`` on ``power_masks``, and the cost per patch (mean over the mask sets).
+    Rows are named by ``labels`` (default :data:`combine.plots.METHOD_LABELS`, the one table of
+    method names; imported here, not at module level, to keep matplotlib out of the CLI start-up).
     """
-    labels = dict(METHOD_LABELS if labels is None else labels)
+    if labels is None:
+        from ..plots import METHOD_LABELS as labels
+    labels = dict(labels)
     scalar = [r for r in records if r.get("ell_bin") is None and r.get("epoch") is None]
     present = [m for m in methods if any(r["method"] == m and r["metric"] == "rmse_hole" for r in scalar)]
     circles = sorted({(r["radius_px"], r["mask"]) for r in scalar
@@ -328,4 +329,4 @@ def write_report(out_dir, ev: Evaluation, *, command: str, title: str = "CoMBInE
 
 
 __all__ = ["results_table", "summary_table", "metric_table", "metric_table_by_epoch", "cost_table",
-           "write_figures", "report_markdown", "write_report", "SUMMARY_METHODS", "METHOD_LABELS"]
+           "write_figures", "report_markdown", "write_report", "SUMMARY_METHODS"]
