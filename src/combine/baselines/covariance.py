@@ -49,16 +49,6 @@ def patch_shape(size) -> tuple[int, int]:
     return int(shape[0]), int(shape[1])
 
 
-def theory_cl_uk2(cl_uk2=None, *, ns=None, **_sky) -> np.ndarray:
-    """The TT spectrum of the loose keywords of the first API (``cl_uk2`` checked, or CAMB
-    planck18 with ``ns``): ``sky_from_keywords(cl_uk2=..., ns=...).cl_tt``.
-
-    Kept for the callers not yet converted to ``sky=`` (the GMRF fit); new code takes a
-    :class:`combine.sky.Sky` and reads ``sky.cl_tt``.
-    """
-    return sky_from_keywords(cl_uk2=cl_uk2, ns=ns).cl_tt
-
-
 def correlation_table_uk2(size, sky: Sky | None = None, **legacy_sky) -> np.ndarray:
     """Signal covariance by integer pixel offset: ``T[dy, dx] = ξ(Δ_pix √(dy² + dx²))``, shape (H, W), μK².
 
@@ -72,12 +62,6 @@ def correlation_table_uk2(size, sky: Sky | None = None, **legacy_sky) -> np.ndar
     unique_r2, inverse = np.unique(r2, return_inverse=True)
     xi = sky.correlation_uk2(np.sqrt(unique_r2) * sky.pixel_arcmin * ARCMIN_RAD)
     return xi[inverse].reshape(h, w)
-
-
-def white_noise_variance_uk2(noise_uk_arcmin: float, pixel_arcmin: float) -> float:
-    """Per-pixel white-noise variance :math:`\\sigma_{pix}^2 = (\\text{noise}/\\Delta_{pix})^2`, μK²
-    (:attr:`combine.sky.Sky.noise_var_pix_uk2`, the arguments checked as a Sky checks them)."""
-    return Sky(cl_tt_uk2=np.zeros(3), noise_uk_arcmin=noise_uk_arcmin, pixel_arcmin=pixel_arcmin).noise_var_pix_uk2
 
 
 def covariance_from_table(table_uk2: np.ndarray, noise_var_uk2: float = 0.0) -> np.ndarray:
@@ -137,6 +121,4 @@ __all__ = [
     "covariance_from_table",
     "patch_shape",
     "pixel_covariance_uk2",
-    "theory_cl_uk2",
-    "white_noise_variance_uk2",
 ]
