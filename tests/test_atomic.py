@@ -194,3 +194,27 @@ def test_real_read_only_file_system(tmp_path):
     if "mount" in res.stderr and res.returncode:
         pytest.skip(f"cannot mount here: {res.stderr.strip()}")
     assert res.stdout.strip() == f"{ro / 'sub' / 'a.npy'}: output directory is not writable (read-only file system)"
+
+
+@pytest.mark.parametrize("sig, status, word", [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")])
+def test_command_killed_mid_write_leaves_nothing_and_says_so(tmp_path, sig, status, word):
+    """`combine masks` interrupted while its output is being written: exit 143 (SIGTERM) or 130
+    (SIGINT), one line on stderr, no file and no temporary left in the output directory."""
+    out = tmp_path / "out"
+    out.mkdir()
+    code = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+            f"sys.path.insert(0, {SRC!r}); from combine.cli import main; sys.exit(main(sys.argv[1:]))")
+    proc = subprocess.Popen([sys.executable, "-c", code, "masks", "--kind", "random", "--n", "40000", "--size",
+                             "64", "--seed", "1", "--out", str(out / "m.npy")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not any(p.name.startswith(".m.npy.combine-tmp-") for p in out.iterdir()):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "no temporary appeared"
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == status, err
+    assert err.count("\n") == 1 and word in err, err
+    assert _listing(out) == []
