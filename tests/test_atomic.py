@@ -218,3 +218,33 @@ def test_command_killed_mid_write_leaves_nothing_and_says_so(tmp_path, sig, stat
     assert proc.returncode == status, err
     assert err.count("\n") == 1 and word in err, err
     assert _listing(out) == []
+
+
+def test_write_from_a_thread_then_main_thread_keeps_one_handler(tmp_path):
+    """A write that a worker thread finishes last cannot restore the handlers (only the main
+    thread may); the next main-thread write must not record our own handler as the previous one
+    (a signal would then recurse), and the original handler comes back after it."""
+    import threading
+
+    before = signal.getsignal(signal.SIGTERM)
+    opened, main_closed = threading.Event(), threading.Event()
+
+    def worker():
+        with atomic_path(tmp_path / "t.bin") as tmp:
+            tmp.write_bytes(b"")
+            opened.set()
+            main_closed.wait(10)
+
+    t = threading.Thread(target=worker)
+    with atomic_path(tmp_path / "a.bin") as tmp:
+        tmp.write_bytes(b"")
+        t.start()
+        opened.wait(10)
+    main_closed.set()
+    t.join()
+    if before is not signal.SIG_IGN:
+        assert signal.getsignal(signal.SIGTERM) is atomic._handler  # left installed by the thread
+    with atomic_path(tmp_path / "b.bin") as tmp:
+        tmp.write_bytes(b"")
+        assert atomic._PREVIOUS.get(signal.SIGTERM) is not atomic._handler
+    assert signal.getsignal(signal.SIGTERM) == before

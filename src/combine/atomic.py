@@ -131,7 +131,7 @@ def _handler(signum, frame):
         return None
     _remove_live()
     previous = _PREVIOUS.get(signum)
-    if callable(previous) and previous is not signal.default_int_handler:
+    if callable(previous) and previous not in (signal.default_int_handler, _handler):
         return previous(signum, frame)
     if signum == signal.SIGINT:
         raise KeyboardInterrupt
@@ -145,6 +145,8 @@ def _register(path: Path, is_dir: bool) -> None:
             try:
                 for sig in CLEANUP_SIGNALS:
                     previous = signal.getsignal(sig)
+                    if previous is _handler:  # left installed by a writer in another thread
+                        continue
                     if previous is signal.SIG_IGN:  # nohup-like: the signal ends nothing
                         continue
                     _PREVIOUS[sig] = previous
