@@ -97,3 +97,17 @@ def test_log_progress_heartbeat_during_one_long_step():
     lines = stream.getvalue().splitlines()
     assert len(lines) >= 3
     assert all(line.startswith("combine evaluate: wiener 1/3 it (33%)") for line in lines[:-1])
+
+
+def test_heartbeat_thread_ends_with_an_abandoned_bar():
+    """A bar dropped without close() (an exception in the loop) must not keep printing."""
+    import gc
+    import time
+
+    stream = io.StringIO()
+    bar = P.LogProgress(total=3, desc="x", interval_s=0.2, stream=stream)
+    thread = bar._thread
+    del bar
+    gc.collect()
+    thread.join(timeout=2)
+    assert not thread.is_alive()

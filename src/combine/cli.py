@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 from . import __version__
 from .atomic import SIGTERM_EXIT_STATUS
@@ -50,12 +51,39 @@ def main(argv=None) -> int:
     """Run ``combine`` with ``argv``; return the exit status (see the module docstring).
 
     Interruptions: SIGINT gives 130 and SIGTERM during a write 143 (:mod:`combine.atomic`
-    removes the temporaries first), each with one line.
+    removes the temporaries first), each with one line. Python warnings raised during the run
+    are printed after it as one line each; after a bad-input error (status 2) they are dropped,
+    so that the error stays the one line the contract promises.
     """
     parser = build_parser()
     args = parser.parse_args(argv)
     start_command(args.command, getattr(args, "quiet", False))
     debug = getattr(args, "debug", False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        for quiet_category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+            warnings.simplefilter("ignore", quiet_category)  # for developers, as Python's own default
+        try:
+            status = _run(args, debug)
+        except BaseException:
+            _print_warnings(args.command, caught)
+            raise
+    if status != 2:  # bad input: the error line is the whole message
+        _print_warnings(args.command, caught)
+    return status
+
+
+def _print_warnings(command: str, caught) -> None:
+    """Library warnings of a run as one line each, ``combine <command>: warning: ...`` (once per text)."""
+    seen = set()
+    for w in caught:
+        text = one_line(w.message)
+        if text not in seen:
+            seen.add(text)
+            sys.stderr.write(f"combine {command}: warning: {text}\n")
+
+
+def _run(args, debug: bool) -> int:
     try:
         status = args.run(args)
         return 0 if status is None else int(status)

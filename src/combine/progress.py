@@ -18,6 +18,7 @@ import os
 import sys
 import threading
 import time
+import weakref
 
 from tqdm.auto import tqdm
 
@@ -144,13 +145,9 @@ class LogProgress:
         self._stop = threading.Event()
         self._thread = None
         if heartbeat and self.interval_s > 0:
-            self._thread = threading.Thread(target=self._heartbeat, name="combine-progress", daemon=True)
+            self._thread = threading.Thread(target=_heartbeat, args=(weakref.ref(self), self._stop),
+                                            name="combine-progress", daemon=True)
             self._thread.start()
-
-    def _heartbeat(self):
-        while not self._stop.wait(self.interval_s / 4):
-            if time.monotonic() - self.last >= self.interval_s:
-                self._emit()
 
     def __iter__(self):
         for item in self.iterable:
@@ -216,6 +213,29 @@ class LogProgress:
         self._stop.set()
         if self.n and time.monotonic() - self.start >= self.interval_s:
             self._emit()  # the final count, if the job was long enough to report at all
+
+
+def _heartbeat(bar_ref, stop: threading.Event) -> None:
+    """Body of a :class:`LogProgress` heartbeat thread. It holds the bar only weakly: a bar
+    abandoned without ``close()`` (an exception) is collected and its thread ends; it also ends
+    when the bar is complete or its stream can no longer be written."""
+    while True:
+        bar = bar_ref()
+        if bar is None:
+            return
+        interval = bar.interval_s
+        del bar
+        if stop.wait(interval / 4):
+            return
+        bar = bar_ref()
+        if bar is None or (bar.total and bar.n >= bar.total):
+            return
+        if time.monotonic() - bar.last >= bar.interval_s:
+            try:
+                bar._emit()
+            except (ValueError, OSError):  # stream closed (e.g. a captured stderr after a test)
+                return
+        del bar
 
 
 def progress(iterable=None, *, desc: str | None = None, total: int | None = None, **kwargs):
