@@ -111,7 +111,7 @@ class Case:
     name: str
     argv: list[str]
     setup: object = None  # callable(in_dir) that adds or spoils an input
-    match: str | None = None  # a substring the error line must contain (the file or option)
+    match: str | tuple | None = None  # substring(s), one of which the error line must contain (file or option)
     isolate: str | None = None  # "limits" (child with rlimits) or "readonly" (child, read-only out/)
     owner: str = ""  # whose fix makes it pass, when that fix is not ours
     extra: dict = field(default_factory=dict)
@@ -288,6 +288,7 @@ CASES = [
     # ---------------------------------------------------------------- simulate
     Case("simulate: --n-patches 0", SIM + ["--n-patches", "0"], match="--n-patches"),
     Case("simulate: --n-patches 1e11 (not an integer)", SIM + ["--n-patches", "1e11"], match="--n-patches"),
+    Case("simulate: --ns 7 (outside CAMB's range)", SIM + ["--n-patches", "4", "--ns", "7"], match=("--ns", "ns: 7")),
     Case("simulate: --ns nan", SIM + ["--n-patches", "4", "--ns", "nan"], match="--ns"),
     Case("simulate: --ns repeated", SIM + ["--n-patches", "4", "--ns", "0.9", "0.9"], match="--ns"),
     Case("simulate: --noise negative", SIM + ["--n-patches", "4", "--noise", "-1"], match="--noise"),
@@ -342,6 +343,8 @@ CASES = [
     Case("evaluate: method nn without a model", _evaluate(methods="nn"), match="nn"),
     Case("evaluate: --n-patches 0", EVAL + ["--n-patches", "0"], match="--n-patches"),
     Case("evaluate: --noise negative", EVAL + ["--noise", "-1"], match="--noise"),
+    Case("evaluate: --ns 7 (outside CAMB's range)", _evaluate(methods="wiener", ns="7"),
+         match=("--ns", "ns: 7")),
     Case("evaluate: --fullsky-map without --fullsky-mask", EVAL + ["--fullsky-map", f"{IN}/map.fits"],
          match="--fullsky"),
     Case("evaluate: --run that does not exist", EVAL + ["--run", f"{IN}/norun"], match="norun"),
@@ -484,7 +487,8 @@ def test_bad_input(case, tmp_path, shared, capsys, request):
     assert "Traceback" not in err, report
     assert err.count("\n") == 1 and err.endswith("\n"), f"expected one line on stderr: {report}"
     if case.match:
-        assert case.match.lower() in err.lower(), f"the line should name {case.match!r}: {report}"
+        options = (case.match,) if isinstance(case.match, str) else case.match
+        assert any(m.lower() in err.lower() for m in options), f"the line should name {case.match!r}: {report}"
     assert after == before, f"files changed: {sorted(set(after.items()) ^ set(before.items()))}"
 
 
