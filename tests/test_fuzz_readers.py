@@ -20,7 +20,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 from combine.errors import InputError  # noqa: E402
 
-SETTINGS = settings(max_examples=80, deadline=None, derandomize=True,
+SETTINGS = settings(max_examples=60, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 _DIR = Path(tempfile.mkdtemp(prefix="combine-fuzz-"))
@@ -99,6 +99,14 @@ def test_npy_readers_raise_only_input_errors(data):
     path = _write("fuzz.npy", data)
     _only_input_errors(read_npy, path)
     _only_input_errors(lambda p: read_npy(p, ndims=(1,)), path)
+
+
+@SETTINGS
+@given(_file_bytes("npy"))
+def test_mask_file_reader_raises_only_input_errors(data):
+    from combine.masks import _read_mask_file
+
+    _only_input_errors(_read_mask_file, _write("mask.npy", data))
 
 
 @st.composite
