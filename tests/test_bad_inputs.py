@@ -331,6 +331,9 @@ CASES = [
     Case("train: --resume with --init", ["train", "--resume", f"{IN}/run", "--init", "{model}"],
          _run_without_config, match="--init"),
     Case("train: --device unknown", TRAIN + ["--device", "tpu"], match="device"),
+    Case("train: read-only output directory", ["train", "--data", "{data}", "--out", f"{OUT}/ro/run", "--epochs",
+                                               "1", "--steps-per-epoch", "1", "--batch-size", "2"],
+         match="read-only", isolate="readonly"),
     # ---------------------------------------------------------------- evaluate
     Case("evaluate: --model missing", _evaluate(model=f"{IN}/nomodel"), match="nomodel"),
     Case("evaluate: --data missing", _evaluate(data=f"{IN}/nodata"), match="nodata"),

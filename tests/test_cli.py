@@ -76,3 +76,21 @@ def test_debug_shows_the_exception(monkeypatch):
     _fake_command(monkeypatch, run)
     with pytest.raises(InputError):
         cli.main(ARGV + ["--debug"])
+
+
+@pytest.mark.parametrize("err, status, text", [
+    (OSError(30, "Read-only file system", "/data/run"), 2,
+     "combine masks: error: /data/run: output directory is not writable (read-only file system)\n"),
+    (OSError(28, "No space left on device", "/data/m.npy"), 2,
+     "combine masks: error: /data/m.npy: no space left on the device\n"),
+    (OSError(2, "No such file or directory", "/x"), 1,
+     "combine masks: internal error: FileNotFoundError: [Errno 2] No such file or directory: '/x' "
+     "(rerun with --debug for a traceback)\n"),
+])
+def test_read_only_and_full_disk_are_bad_input_other_os_errors_internal(monkeypatch, capsys, err, status, text):
+    def run(args):
+        raise err
+
+    _fake_command(monkeypatch, run)
+    assert cli.main(ARGV) == status
+    assert capsys.readouterr().err == text

@@ -7,6 +7,7 @@ and the problem (a traceback only with ``--debug``); 1 for an internal error.
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 import warnings
 
@@ -99,14 +100,37 @@ def _run(args, debug: bool) -> int:
         if exc.code == SIGTERM_EXIT_STATUS:
             sys.stderr.write(f"combine {args.command}: terminated (SIGTERM; temporary files removed)\n")
         raise
+    except OSError as exc:
+        if debug:
+            raise
+        problem = _output_problem(exc)
+        if problem is None:
+            return _internal_error(args.command, exc)
+        sys.stderr.write(f"combine {args.command}: error: {problem}\n")
+        return 2
     except Exception as exc:  # internal error: one line unless --debug
         if debug:
             raise
-        sys.stderr.write(
-            f"combine {args.command}: internal error: {type(exc).__name__}: {one_line(exc)} "
-            "(rerun with --debug for a traceback)\n"
-        )
-        return 1
+        return _internal_error(args.command, exc)
+
+
+def _output_problem(exc: OSError) -> str | None:
+    """A read-only file system or a full disk met while writing is the user's to fix (exit 2):
+    ``"<path>: output directory is not writable (read-only file system)"``; None otherwise."""
+    where = exc.filename if exc.filename else "output"
+    if exc.errno == errno.EROFS:
+        return f"{where}: output directory is not writable (read-only file system)"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"{where}: no space left on the device"
+    return None
+
+
+def _internal_error(command: str, exc: BaseException) -> int:
+    sys.stderr.write(
+        f"combine {command}: internal error: {type(exc).__name__}: {one_line(exc)} "
+        "(rerun with --debug for a traceback)\n"
+    )
+    return 1
 
 
 if __name__ == "__main__":
