@@ -1,14 +1,23 @@
 """Copy a trained model into the package as a named shipped model, with its provenance.
 
     python scripts/ship_model.py --stage RUN_S1 --stage RUN_S2 --name planck18-t128 \
-        [--evaluation results.json]
+        [--evaluation results.json] [--margin-px M]
+    python scripts/ship_model.py --reship planck18-t128 [--margin-px M]
 
 Takes the weights of the last stage's ``last/`` checkpoint, and writes
-``src/combine/pretrained/NAME/{weights.safetensors,config.json}`` where ``config.json`` is the
-checkpoint's model config plus a ``shipped`` table: the stages (config file, steps, samples,
-learning rate, wall time from ``history.csv``) and, with ``--evaluation``, the hole RMSE per
-method and mask from a ``combine evaluate`` ``results.json``. Training state (optimiser, RNG)
-is not shipped.
+``src/combine/pretrained/NAME/{weights.safetensors,config.json[,first_guess.safetensors]}`` where
+``config.json`` is the checkpoint's model config plus a ``shipped`` table: the stages (config
+file, steps, samples, learning rate, wall time from ``history.csv``) and, with ``--evaluation``,
+the hole RMSE per method and mask from a ``combine evaluate`` ``results.json``. Training state
+(optimiser, RNG) is not shipped.
+
+The model directory is self-contained (:mod:`combine.first_guess`): the first guess's tensors
+and parameters are stored, and the ``sky`` table is ``Sky.to_json()``. ``--margin-px`` sets the
+local Wiener first guess's window (its cap then follows
+:func:`combine.baselines.local_wiener.default_max_window_px`). ``--reship NAME`` rewrites an
+already shipped model in the current form with the *same weights* (first guess rebuilt for the
+default sky, planck18 at 1 μK·arcmin, as the model was trained with; legacy ``prefill_coeffs``
+moved into it).
 """
 
 from __future__ import annotations
@@ -50,13 +59,75 @@ def evaluation_table(results_json: Path) -> dict:
     return table
 
 
+def self_contained(config: dict, source_dir: Path, margin_px=None):
+    """``config`` in the self-contained form: ``sky`` as ``Sky.to_json()``, the first guess
+    (from ``source_dir``, or rebuilt for the default sky for older directories, or with a new
+    ``margin_px``) in ``config["first_guess"]``. Returns (config, FirstGuess or None)."""
+    from combine.first_guess import FirstGuess, KINDS
+    from combine.sky import Sky
+
+    arch = config["architecture"]
+    legacy_coeffs = arch.pop("prefill_coeffs", None)
+    sky = config.get("sky") or {}
+    config["sky"] = Sky.from_json({k: v for k, v in sky.items() if k not in ("size", "method")},
+                                  source="sky").to_json() if sky else Sky.planck18().to_json()
+    if arch.get("prefill") not in KINDS:
+        return config, None
+    if "first_guess" in config and margin_px is None:
+        return config, FirstGuess.load(config["first_guess"], source_dir)
+    old = config.get("first_guess") or {}
+    fg = FirstGuess.for_sky(arch["prefill"], None, size=int(config.get("patch_size", 128)),
+                            gmrf_coeffs=old.get("gmrf_coeffs", legacy_coeffs),
+                            margin_px=margin_px if margin_px is not None else old.get("margin_px", 8),
+                            max_window_px=None if margin_px is not None else old.get("max_window_px", 3000))
+    config["first_guess"] = fg.config()
+    return config, fg
+
+
+def write_shipped(name: str, config: dict, weights: Path, first_guess) -> Path:
+    out = PRETRAINED / name
+    tmp = PRETRAINED / f".{name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    shutil.copy2(weights, tmp / "weights.safetensors")
+    if first_guess is not None:
+        first_guess.save(tmp)
+        (tmp / "first_guess.safetensors").chmod(0o644)
+    (tmp / "config.json").write_text(json.dumps(config, indent=1))
+    old = PRETRAINED / f".{name}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if out.exists():
+        out.rename(old)
+    tmp.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
+    print(f"shipped {out} ({sum(p.stat().st_size for p in out.iterdir()) / 2**20:.1f} MB)")
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--stage", action="append", required=True, type=Path, help="run directory, in stage order")
+    ap.add_argument("--stage", action="append", type=Path, help="run directory, in stage order")
+    ap.add_argument("--reship", metavar="NAME", help="rewrite shipped model NAME in the current form, same weights")
     ap.add_argument("--name", default="planck18-t128")
     ap.add_argument("--evaluation", type=Path, help="results.json of combine evaluate on the final model")
+    ap.add_argument("--margin-px", type=int, default=None, help="local Wiener first guess window (px)")
     ap.add_argument("--note", default="")
     args = ap.parse_args(argv)
+    if args.reship:
+        src = PRETRAINED / args.reship
+        config = json.loads((src / "config.json").read_text())
+        config, fg = self_contained(config, src, args.margin_px)
+        if args.note:
+            config.setdefault("shipped", {})["note"] = args.note
+        keep = PRETRAINED / f".{args.reship}.weights"
+        shutil.copy2(src / "weights.safetensors", keep)
+        try:
+            write_shipped(args.reship, config, keep, fg)
+        finally:
+            keep.unlink(missing_ok=True)
+        return 0
+    if not args.stage:
+        ap.error("give --stage RUN_DIR (one per stage) or --reship NAME")
     last = args.stage[-1] / "last"
     config = json.loads((last / "config.json").read_text())
     config.pop("training", None)  # per-run history lives in `shipped.stages`
@@ -70,16 +141,8 @@ def main(argv=None) -> int:
     config["training"] = {k: s1[k] for k in ("data", "mask_mix", "seed", "batch_size")}
     if args.evaluation:
         config["shipped"]["evaluation"] = evaluation_table(args.evaluation)
-    out = PRETRAINED / args.name
-    tmp = PRETRAINED / f".{args.name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    shutil.copy2(last / "weights.safetensors", tmp / "weights.safetensors")
-    (tmp / "config.json").write_text(json.dumps(config, indent=1))
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
-    print(f"shipped {out} ({sum(p.stat().st_size for p in out.iterdir()) / 2**20:.1f} MB)")
+    config, fg = self_contained(config, last, args.margin_px)
+    write_shipped(args.name, config, last / "weights.safetensors", fg)
     return 0
 
 

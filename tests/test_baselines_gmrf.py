@@ -68,18 +68,18 @@ def test_shared_masks_match_one_by_one_and_nan_holes_ignored():
     np.testing.assert_allclose(gmrf_fill(nan_holes, mask), together, atol=1e-12)
 
 
-def test_no_valid_pixel_is_an_error_and_the_prefill_gives_the_prior_mean():
-    from combine.nn.prefill import gmrf_prefill
+def test_no_valid_pixel_is_an_error_and_the_first_guess_gives_the_prior_mean():
+    from combine.first_guess import FirstGuess
 
     with pytest.raises(InputError, match="no valid"):
         gmrf_fill(np.ones((16, 16)), np.zeros((16, 16)))
-    x = torch.ones((2, 1, 16, 16))
-    m = torch.ones((2, 1, 16, 16))
+    x = np.ones((2, 1, 16, 16))
+    m = np.ones((2, 1, 16, 16))
     m[0] = 0.0
     m[1, :, 4:8, 4:8] = 0.0
-    out = gmrf_prefill(x, m, PLANCK18_GMRF_COEFFS)
-    assert torch.equal(out[0], torch.zeros((1, 16, 16)))
-    assert torch.allclose(out[1], torch.ones((1, 16, 16)), atol=1e-9)  # constants are kept
+    out = FirstGuess("gmrf", gmrf_coeffs=PLANCK18_GMRF_COEFFS).fill(x, m)
+    assert np.array_equal(out[0], np.zeros((1, 16, 16)))
+    np.testing.assert_allclose(out[1], np.ones((1, 16, 16)), atol=1e-6)  # constants are kept
 
 
 @pytest.mark.parametrize("coeffs", [[], [1.0, 0.0], [0.0, -1.0, 1.0], [0.0, np.nan], "abc"])
@@ -107,16 +107,18 @@ def test_close_to_the_wiener_filter_on_planck18_patches():
             assert gm < 0.8 * bh, (gm, bh)
 
 
-def test_untrained_gmrf_unet_equals_its_prefill():
+def test_untrained_gmrf_unet_equals_its_first_guess():
+    from combine.first_guess import FirstGuess
     from combine.nn import PConvUNet
 
     net = PConvUNet("t128-gm", levels=4).eval()
-    assert net.config()["prefill_coeffs"] == list(PLANCK18_GMRF_COEFFS)
+    fg = FirstGuess.for_sky("gmrf", size=64)
+    assert fg.gmrf_coeffs == PLANCK18_GMRF_COEFFS and net.needs_first_guess
     rng = np.random.default_rng(4)
     x = (100 * rng.standard_normal((2, 1, 64, 64))).astype(np.float32)
     m = generate_masks("points", 2, 64, seed=5)[:, None].astype(np.float32)
     with torch.no_grad():
-        y = net(torch.from_numpy(x * m), torch.from_numpy(m)).numpy()
+        y = net(torch.from_numpy(x * m), torch.from_numpy(m), first_guess=torch.from_numpy(fg.fill(x, m))).numpy()
     ref = gmrf_fill(x, m)
     hole = m < 0.5
     assert np.abs(y - ref)[np.broadcast_to(hole, y.shape)].max() < 1e-3  # μK, float32 round-off
@@ -124,13 +126,16 @@ def test_untrained_gmrf_unet_equals_its_prefill():
     assert rebuilt.config() == net.config()
 
 
-def test_unet_prefill_coefficient_errors():
+def test_first_guess_coefficient_errors():
+    from combine.first_guess import FirstGuess
     from combine.nn import PConvUNet
 
-    with pytest.raises(InputError, match="prefill_coeffs"):
-        PConvUNet("t128-bh", levels=4, prefill_coeffs=[0.0, 1.0])
+    with pytest.raises(InputError, match="gmrf_coeffs"):
+        FirstGuess("gmrf")
     with pytest.raises(InputError, match="coeffs"):
-        PConvUNet("t128-gm", levels=4, prefill_coeffs=[0.0, -1.0])
+        FirstGuess.for_sky("gmrf", size=64, gmrf_coeffs=[0.0, -1.0])
+    with pytest.raises(TypeError):
+        PConvUNet("t128-gm", levels=4, prefill_coeffs=[0.0, 1.0])  # not the network's: FirstGuess's
     with pytest.raises(InputError, match="gmrf"):
         PConvUNet("t128", levels=4, prefill="kriging")
 

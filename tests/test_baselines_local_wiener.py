@@ -154,20 +154,21 @@ def test_bad_inputs():
         local_wiener_fill(np.ones((16, 16)), np.zeros((16, 16)))
 
 
-def test_untrained_local_wiener_unet_equals_its_prefill():
+def test_untrained_local_wiener_unet_equals_its_first_guess():
+    from combine.first_guess import FirstGuess
     from combine.nn import PConvUNet
-    from combine.nn.prefill import local_wiener_prefill
 
     net = PConvUNet("t128-lw", levels=4).eval()
     assert net.config()["prefill"] == "lwiener"
+    fg = FirstGuess.for_sky("lwiener", size=64)
     rng = np.random.default_rng(4)
     x = (100 * rng.standard_normal((2, 1, 64, 64))).astype(np.float32)
     m = generate_masks("points", 2, 64, seed=5)[:, None].astype(np.float32)
     with torch.no_grad():
-        y = net(torch.from_numpy(x * m), torch.from_numpy(m)).numpy()
+        y = net(torch.from_numpy(x * m), torch.from_numpy(m), first_guess=torch.from_numpy(fg.fill(x, m))).numpy()
     ref = local_wiener_fill(x, m, sky=EVAL_SKY)
     hole = np.broadcast_to(m < 0.5, y.shape)
     assert np.abs(y - ref)[hole].max() < 1e-3  # μK, float32 round-off
     # maps without a valid pixel get the prior mean, 0
-    empty = local_wiener_prefill(torch.ones((1, 1, 16, 16)), torch.zeros((1, 1, 16, 16)), None)
-    assert torch.equal(empty, torch.zeros((1, 1, 16, 16)))
+    empty = fg.fill(np.ones((1, 1, 16, 16)), np.zeros((1, 1, 16, 16)))
+    assert np.array_equal(empty, np.zeros((1, 1, 16, 16)))

@@ -299,3 +299,49 @@ def test_sky_from_model_dir_reads_back_the_recorded_sky(tmp_path):
         Sky.from_model_dir(tmp_path / "m")
     with pytest.raises(InputError, match="no such model config"):
         Sky.from_model_dir(tmp_path / "nothing")
+
+
+def test_first_guess_model_directory_is_self_contained(tmp_path, monkeypatch):
+    """A network with a local Wiener first guess saves the first guess's tensors and parameters;
+    loading and predicting then needs no CAMB and no cache, predict(first_guess=...) uses the
+    caller's first guess instead, and a missing tensor file is an InputError naming it."""
+    import sys
+
+    from combine.baselines.local_wiener import local_wiener_fill
+    from combine.first_guess import TENSORS_FILE, FirstGuess
+
+    torch.manual_seed(2)
+    unet = PConvUNet("t128-lw", levels=3, channels=[4, 8, 8], kernels=[3, 3, 3], stem_channels=4).eval()
+    with torch.no_grad():
+        unet.decoder[0].conv.weight.normal_(0, 0.01)
+    fg = FirstGuess.for_sky("lwiener", size=64, margin_px=5)
+    save_model(unet, tmp_path / "lw", extra={"patch_size": 64}, first_guess=fg)
+    cfg = json.loads((tmp_path / "lw" / CONFIG_FILE).read_text())
+    assert cfg["first_guess"]["margin_px"] == 5 and cfg["first_guess"]["xi_table_shape"] == [64, 64]
+    assert "prefill_coeffs" not in cfg["architecture"]
+    maps, masks = _maps_and_masks(n=2, size=64, seed=3)
+    ref_fg = local_wiener_fill(maps, masks, margin_px=5)[:, None].astype(np.float32)  # CAMB (cache) path
+    monkeypatch.setitem(sys.modules, "camb", None)
+    monkeypatch.setenv("COMBINE_CACHE_DIR", str(tmp_path / "no-cache"))
+    loaded = load_model(tmp_path / "lw")
+    assert loaded.first_guess.margin_px == 5
+    np.testing.assert_array_equal(loaded.first_guess.xi_table_uk2, fg.xi_table_uk2)
+    own = loaded.predict(maps[:, None], masks[:, None])
+    given = loaded.predict(maps[:, None], masks[:, None], first_guess=ref_fg)
+    np.testing.assert_allclose(own, given, atol=1e-3, rtol=0)
+    other = loaded.predict(maps[:, None], masks[:, None], first_guess=np.zeros_like(ref_fg))
+    assert np.abs(other - own)[np.broadcast_to(masks[:, None] < 0.5, own.shape)].max() > 1.0  # it is used
+    with pytest.raises(InputError, match="first_guess has shape"):
+        loaded.predict(maps[:, None], masks[:, None], first_guess=ref_fg[:1])
+    with pytest.raises(InputError, match="takes no first guess"):
+        load_model(_write_toy(tmp_path / "plain")).predict(maps[:, None], masks[:, None], first_guess=ref_fg)
+    (tmp_path / "lw" / TENSORS_FILE).unlink()
+    with pytest.raises(InputError, match=TENSORS_FILE):
+        load_model(tmp_path / "lw")
+    assert not (tmp_path / "no-cache").exists()
+
+
+def _write_toy(path):
+    save_model(PConvUNet("t128", levels=3, channels=[4, 8, 8], kernels=[3, 3, 3], stem_channels=0), path,
+               extra={"patch_size": 64})
+    return path

@@ -84,22 +84,18 @@ def test_pf_output_ignores_hole_values(maps):
     assert torch.allclose(a, b, atol=1e-4)
 
 
-def test_biharmonic_prefill_equals_the_scikit_image_baseline(maps):
-    from combine.baselines import biharmonic_fill as baseline
-    from combine.nn.prefill import biharmonic_fill
-
-    masks = generate_masks("points", len(maps), 64, seed=9)
-    ours = biharmonic_fill(torch.from_numpy(maps[:, None]).double(), torch.from_numpy(masks[:, None])).numpy()[:, 0]
-    np.testing.assert_allclose(ours, baseline(maps, masks), atol=1e-3)
-
-
 def test_untrained_bh_network_is_the_biharmonic_fill(maps):
-    from combine.nn.prefill import biharmonic_fill
+    """The biharmonic first guess is computed outside the network (FirstGuess, the scikit-image
+    baseline); an untrained t128-bh returns it to float32 rounding."""
+    from combine.baselines import biharmonic_fill
+    from combine.first_guess import FirstGuess
 
     torch.manual_seed(0)
     net = PConvUNet("t128-bh", levels=5).eval()
     masks = np.repeat(circle_mask(64, 5)[None], len(maps), axis=0)
     x, m = torch.from_numpy(maps[:, None]), torch.from_numpy(masks[:, None])
+    fg = FirstGuess("biharmonic").fill(maps[:, None], masks[:, None])
+    np.testing.assert_array_equal(fg[:, 0], biharmonic_fill(maps, masks).astype(np.float32))
     with torch.no_grad():
-        y = net(x, m)
-    assert torch.allclose(y, biharmonic_fill(x, m), atol=1e-3)
+        y = net(x, m, first_guess=torch.from_numpy(fg))
+    assert torch.allclose(y, torch.from_numpy(fg), atol=1e-3)

@@ -56,7 +56,8 @@ def test_forward_backward_every_preset(preset):
     size = net.input_size_multiple * (2 if preset.startswith("t128") else 1)
     x = torch.randn(2, 1, size, size) * 100
     mask = circle_mask(2, size, size / 8)
-    y = net(x, mask)
+    fg = torch.randn(2, 1, size, size) * 100 if net.needs_first_guess else None
+    y = net(x, mask, first_guess=fg)
     assert y.shape == x.shape
     assert torch.isfinite(y).all()
     y.square().mean().backward()
@@ -133,10 +134,16 @@ def test_bad_inputs_raise():
     net = PConvUNet("t128")
     with pytest.raises(InputError, match="divisible"):
         net(torch.zeros(1, 1, 100, 128), torch.ones(1, 1, 100, 128))
+    # value checks (host synchronisations) are check_inputs', run at the boundary, not forward's
     with pytest.raises(InputError, match="no valid"):
-        net(torch.zeros(2, 1, 128, 128), torch.cat([torch.ones(1, 1, 128, 128), torch.zeros(1, 1, 128, 128)]))
+        net.check_inputs(torch.zeros(2, 1, 128, 128), torch.cat([torch.ones(1, 1, 128, 128), torch.zeros(1, 1, 128, 128)]))
     with pytest.raises(InputError, match="binary"):
-        net(torch.zeros(1, 1, 128, 128), torch.full((1, 1, 128, 128), 0.5))
+        net.check_inputs(torch.zeros(1, 1, 128, 128), torch.full((1, 1, 128, 128), 0.5))
+    with pytest.raises(InputError, match="first_guess"):
+        PConvUNet("t128-lw", levels=4)(torch.zeros(1, 1, 64, 64), torch.ones(1, 1, 64, 64))
+    with pytest.raises(InputError, match="first_guess"):
+        PConvUNet("t128", levels=4)(torch.zeros(1, 1, 64, 64), torch.ones(1, 1, 64, 64),
+                                    first_guess=torch.zeros(1, 1, 64, 64))
     with pytest.raises(InputError, match="mask"):
         net(torch.zeros(1, 1, 128, 128), torch.ones(1, 2, 128, 128))
     with pytest.raises(InputError, match="preset"):
@@ -174,8 +181,9 @@ def test_config_round_trip(preset):
     size = net.input_size_multiple
     x = torch.randn(1, 2, size, size) * 100
     m = circle_mask(1, size, size / 10)
+    fg = torch.randn(1, 2, size, size) * 100 if net.needs_first_guess else None
     with torch.no_grad():
-        torch.testing.assert_close(net2(x, m), net(x, m))
+        torch.testing.assert_close(net2(x, m, fg), net(x, m, fg))
 
 
 def test_512_forward_batch1():
@@ -198,3 +206,31 @@ def test_stem_output_slice_starts_at_zero():
         y = fr(x, m)
         fr.stem.weight.mul_(-3.0)
         torch.testing.assert_close(fr(x, m), y)
+
+
+@pytest.mark.parametrize("preset", ["t128-fr", "t128-pf", "t128-lw"])
+@pytest.mark.parametrize("train_mode", [True, False])
+def test_forward_reads_no_tensor_value_on_the_host(preset, train_mode, monkeypatch):
+    """forward is torch only, with no host synchronisation: with every tensor -> Python/numpy
+    conversion (bool, item, tolist, numpy, __array__, int, float) made to raise, forward and
+    backward still run, and give the same output as before."""
+    torch.manual_seed(3)
+    net = PConvUNet(preset, levels=4).train(train_mode)
+    x = torch.randn(2, 1, 64, 64) * 100
+    m = circle_mask(2, 64, 6)
+    m[1, 0, 3:7, 40:60] = 0
+    fg = torch.randn(2, 1, 64, 64) * 100 if net.needs_first_guess else None
+    with torch.no_grad():
+        ref = PConvUNet(preset, levels=4).train(train_mode)
+        ref.load_state_dict(net.state_dict())
+        expected = ref(x, m, first_guess=fg)
+
+    def sync(*_args, **_kw):
+        raise AssertionError("host synchronisation in forward")
+
+    for name in ("__bool__", "item", "tolist", "numpy", "__array__", "__int__", "__float__", "__index__"):
+        monkeypatch.setattr(torch.Tensor, name, sync)
+    y = net(x, m, first_guess=fg)
+    y.square().mean().backward()
+    monkeypatch.undo()
+    torch.testing.assert_close(y.detach(), expected, atol=1e-4, rtol=1e-5)

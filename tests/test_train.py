@@ -262,7 +262,7 @@ def test_cli_bad_inputs_exit_2(tmp_path, rng, capsys):
     with h5py.File(bare / "train.h5", "w") as f:
         f["maps"] = np.zeros((2, 64, 64), np.float32)
     code, err = _err(capsys, ["train", "--data", str(bare), "--out", str(out), "--config", str(tiny_toml)])
-    assert code == 2 and "missing dataset attribute" in err and not out.exists()
+    assert code == 2 and "missing attribute" in err and not out.exists()
 
     # config: unknown key, wrong type
     bad = tmp_path / "bad.toml"
@@ -297,3 +297,97 @@ def test_cli_bad_inputs_exit_2(tmp_path, rng, capsys):
     assert code == 2 and "already holds a training run" in err
     # the failed attempts left the run as it was
     assert [r["epoch"] for r in csv.DictReader(open(out / "history.csv"))] == ["1"]
+
+
+def test_first_guess_network_trains_on_the_data_pipelines_first_guess(tmp_path, crops, monkeypatch):
+    """A t128-lw network (local Wiener first guess, margin 4 px) trains with its first guess
+    computed in the data pipeline; every checkpoint stores the first guess (correlation table,
+    margin), the stage-2 run started from it keeps it, and the saved model then runs with CAMB
+    unimportable and an empty cache: its prediction is the network's output on the default-sky
+    local Wiener fill of the same window (to float32 rounding)."""
+    import sys
+
+    from combine.baselines.local_wiener import local_wiener_fill
+    from combine.masks import generate_masks
+    from combine.models import load_model
+
+    model = {**TINY_MODEL, "stem_channels": 4, "prefill": "lwiener", "first_guess_margin_px": 4}
+    train(tiny(epochs=1, steps_per_epoch=2, model=model), tmp_path / "s1", sources=crops, **QUIET)
+    cfg = json.loads((tmp_path / "s1" / "last" / "config.json").read_text())
+    assert cfg["first_guess"]["kind"] == "lwiener" and cfg["first_guess"]["margin_px"] == 4
+    assert (tmp_path / "s1" / "last" / "first_guess.safetensors").is_file()
+    train(tiny(stage=2, epochs=1, steps_per_epoch=2), tmp_path / "s2", init=tmp_path / "s1" / "last",
+          sources=crops, **QUIET)
+    cfg2 = json.loads((tmp_path / "s2" / "last" / "config.json").read_text())
+    assert cfg2["first_guess"] == cfg["first_guess"]
+
+    x = crops[1].maps[:3]
+    m = generate_masks("points", 3, 32, seed=4)[:, None].astype(np.float32)
+    fg = local_wiener_fill(x, m, margin_px=4).astype(np.float32)  # CAMB (cache) path
+    monkeypatch.setitem(sys.modules, "camb", None)
+    monkeypatch.setenv("COMBINE_CACHE_DIR", str(tmp_path / "empty-cache"))
+    loaded = load_model(tmp_path / "s2" / "last")
+    with torch.no_grad():
+        ref = loaded.unet(torch.from_numpy(x * m), torch.from_numpy(m), first_guess=torch.from_numpy(fg)).numpy()
+    np.testing.assert_allclose(loaded.predict(x, m), ref, atol=1e-3, rtol=0)
+    assert not (tmp_path / "empty-cache").exists()
+
+
+def test_batch_size_one_is_refused_before_anything_is_written(tmp_path, rng, capsys):
+    """Batch norm over one value per channel (batch 1 at the 1×1 bottom of a 64² 6-level net) is
+    exit 2 with one line and no run directory; batch 1 is fine when every BN level keeps > 1 value
+    (3 levels on 64²: the bottom is 8×8), or with the encoder BN frozen and the decoder's 2×2."""
+    from combine.nn import PConvUNet
+    from combine.train import check_batch_norm_batch
+
+    data = _dataset(tmp_path / "data", rng)
+    toml = tmp_path / "deep.toml"
+    toml.write_text(TINY_TOML.replace("levels = 3\nchannels = [8, 16, 16]\nkernels = [5, 3, 3]",
+                                      "levels = 6\nchannels = [4]\nkernels = [3]"))
+    out = tmp_path / "out"
+    code, err = _err(capsys, ["train", "--data", str(data), "--out", str(out), "--config", str(toml),
+                              "--batch-size", "1"])
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "--batch-size: 1 sample" in err
+    assert not out.exists()
+    check_batch_norm_batch(PConvUNet("t128", levels=3), 64, 64, 1)  # 8x8 bottom: allowed
+    deep = PConvUNet("t128", levels=6, channels=[4], kernels=[3])
+    with pytest.raises(InputError, match="batch-size"):
+        check_batch_norm_batch(deep, 64, 64, 1)
+    check_batch_norm_batch(deep, 64, 64, 2)
+    check_batch_norm_batch(deep.freeze_encoder_bn(), 64, 64, 1)  # decoder BN at >= 2x2
+
+
+def test_run_killed_before_its_first_checkpoint_can_be_restarted(tmp_path, crops, capsys):
+    """A run directory with a config.toml but no complete checkpoint (killed during epoch 1) is
+    neither a reason to refuse a fresh start nor to refuse --resume: both start from step 0 and
+    end with the weights of an uninterrupted run."""
+    train(tiny(epochs=1), tmp_path / "ref", sources=crops, **QUIET)
+    for name, resume in (("fresh", False), ("resumed", True)):
+        run = tmp_path / name
+        run.mkdir()
+        shutil.copy(tmp_path / "ref" / "config.toml", run / "config.toml")
+        (run / "checkpoints" / "epoch-0001.combine-tmp").mkdir(parents=True)  # a half-written one
+        (run / "history.csv").write_text("epoch\n")
+        logs = []
+        summary = train(tiny(epochs=1), run, resume=resume, sources=crops, log=logs.append)
+        assert summary["global_step"] == 3
+        assert max_diff(weights(tmp_path / "ref"), weights(run)) == 0.0
+        assert any("no complete checkpoint" in line for line in logs) == resume
+        assert [r["epoch"] for r in csv.DictReader(open(run / "history.csv"))] == ["1"]
+
+
+def test_read_only_output_directory_is_one_clear_line(tmp_path, rng, capsys, monkeypatch):
+    """An --out under a directory this process may not write into: exit 2, one line naming it
+    (simulated with os.access, since the tests may run as root)."""
+    import combine.atomic as atomic
+
+    data = _dataset(tmp_path / "data", rng)
+    toml = tmp_path / "tiny.toml"
+    toml.write_text(TINY_TOML)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = atomic.os.access
+    monkeypatch.setattr(atomic.os, "access", lambda p, mode: False if str(p).startswith(str(locked)) else real_access(p, mode))
+    code, err = _err(capsys, ["train", "--data", str(data), "--out", str(locked / "run"), "--config", str(toml)])
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "not writable" in err and str(locked) in err
+    assert not (locked / "run").exists()

@@ -8,7 +8,7 @@ import torch
 
 from combine.errors import InputError
 from combine.training_data import (ArrayPatches, H5Patches, InpaintingSamples, SimulatedPatches, StepBatches,
-                                   apply_symmetry, make_loader, open_sources, read_h5_header)
+                                   apply_symmetry, make_loader, open_sources)
 
 SIZE = 32
 
@@ -134,8 +134,8 @@ def test_h5_without_required_attribute_is_an_input_error(tmp_path, rng):
     with h5py.File(path, "w") as f:
         f["maps"] = rng.normal(size=(2, 64, 64)).astype(np.float32)
         f.attrs["size"] = 64
-    with pytest.raises(InputError, match="bare.h5: missing dataset attribute"):
-        read_h5_header(path)
+    with pytest.raises(InputError, match="bare.h5: missing attribute"):
+        H5Patches(path)  # combine.data.read_header, the one dataset reader
     with pytest.raises(InputError, match="no such dataset"):
         open_sources(str(tmp_path / "nope"), size=64, seed=0, stage=1)
 

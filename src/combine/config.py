@@ -21,7 +21,8 @@ File layout (every table and key optional)::
              grad_clip, freeze_encoder_bn, single_image, log_every_steps, image_every_steps,
              precision, tensorboard, keep_checkpoints, device
     [model]  preset, in_channels, levels, kernels, channels, stem_channels, stem_kernel,
-             decoder_kernel, input_scale_uk, input_offset_uk, prefill, prefill_sweeps, prefill_coeffs (PConvUNet arguments)
+             decoder_kernel, input_scale_uk, input_offset_uk, prefill, prefill_sweeps (PConvUNet arguments),
+             prefill_coeffs, first_guess_margin_px, first_guess_max_window_px (its first guess)
     [loss]   preset, vgg_weights, [loss.weights] term = weight    (build_loss arguments)
 
 An unknown table or key, or a value of the wrong type, raises :class:`InputError` naming the
@@ -129,9 +130,25 @@ class ModelConfig:
     prefill_sweeps: int = 24
     #: GMRF precision coefficients a_0..a_K (prefill = "gmrf", or "lwiener" for its large holes; default the planck18 fit)
     prefill_coeffs: Optional[list[float]] = None
+    #: local Wiener first guess: window margin and cap (px); default the combine.baselines.local_wiener defaults
+    first_guess_margin_px: Optional[int] = None
+    first_guess_max_window_px: Optional[int] = None
+
+    #: keys that configure the first guess (combine.first_guess.FirstGuess), not the network
+    FIRST_GUESS_KEYS = ("prefill_coeffs", "first_guess_margin_px", "first_guess_max_window_px")
 
     def unet_kwargs(self) -> dict:
-        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None and k not in self.FIRST_GUESS_KEYS}
+
+    def first_guess(self, size: int, prefill: str):
+        """The :class:`combine.first_guess.FirstGuess` of a network with ``prefill`` (None for
+        "none"/"harmonic"), for the default sky (planck18 at 1 μK·arcmin) on ``size`` patches."""
+        from .first_guess import KINDS, FirstGuess
+
+        if prefill not in KINDS:
+            return None
+        return FirstGuess.for_sky(prefill, None, size=size, gmrf_coeffs=self.prefill_coeffs,
+                                  margin_px=self.first_guess_margin_px, max_window_px=self.first_guess_max_window_px)
 
 
 @dataclass

@@ -5,7 +5,13 @@ A model directory (DESIGN.md) holds ``weights.safetensors`` and ``config.json``:
     {"format": "combine-model/1", "combine_version": "...",
      "architecture": PConvUNet.config(),      # includes the μK -> network-unit normalisation
      "patch_size": 128, "pixel_arcmin": 1.7177,
-     "sky": {...}, "loss": {...}, "training": {...}, "evaluation": {...}}   # free-form extras
+     "first_guess": FirstGuess.config(),      # networks with a classical first guess
+     "sky": Sky.to_json(), "loss": {...}, "training": {...}, "evaluation": {...}}   # extras
+
+and, for a local-Wiener first guess, ``first_guess.safetensors`` (its correlation table, see
+:mod:`combine.first_guess`). Everything inference needs is in the directory: loading and
+running a model imports no CAMB and reads no cache. (Directories written before the first guess
+was stored rebuild it from the default sky on load, which does need CAMB or its cache.)
 
 Nothing is unpickled: weights are safetensors, the rest is JSON, so loading a model cannot run
 code. Shipped models live in ``combine/pretrained/<name>/`` and load by name.
@@ -36,11 +42,13 @@ def list_pretrained() -> list[str]:
     return sorted(p.name for p in PRETRAINED_DIR.iterdir() if (p / CONFIG_FILE).is_file())
 
 
-def save_model(unet, directory, extra: dict | None = None) -> Path:
-    """Write ``unet`` (a :class:`combine.nn.PConvUNet`) and its config to ``directory`` atomically.
+def save_model(unet, directory, extra: dict | None = None, first_guess=None) -> Path:
+    """Write ``unet`` (a :class:`combine.nn.PConvUNet`), its first guess and config to ``directory`` atomically.
 
     ``extra`` (JSON-able) is merged into ``config.json``; ``patch_size`` defaults to
-    ``extra["sky"]["size"]`` or 128.
+    ``extra["sky"]["size"]`` or 128. ``first_guess`` (:class:`combine.first_guess.FirstGuess`) is
+    stored for networks that need one (default: the network's kind for the default sky,
+    ``FirstGuess.for_sky(unet.prefill, size=patch_size)``).
     """
     from safetensors.torch import save_file
 
@@ -57,11 +65,23 @@ def save_model(unet, directory, extra: dict | None = None) -> Path:
         "pixel_arcmin": float(extra.get("pixel_arcmin", sky.get("pixel_arcmin", PIXEL_ARCMIN))),
         "encoder_bn_frozen": bool(getattr(unet, "encoder_bn_frozen", False)),
     }
+    if getattr(unet, "needs_first_guess", False):
+        if first_guess is None:
+            from .first_guess import FirstGuess
+
+            first_guess = FirstGuess.for_sky(unet.prefill, size=config["patch_size"])
+        if first_guess.kind != unet.prefill:
+            raise InputError(f"first_guess: kind {first_guess.kind!r} does not match the network's prefill {unet.prefill!r}")
+        config["first_guess"] = first_guess.config()
+    elif first_guess is not None:
+        raise InputError(f"first_guess: the network (prefill {unet.prefill!r}) takes no stored first guess")
     for key, value in extra.items():
         config.setdefault(key, value)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in unet.state_dict().items()}
     with atomic_dir(directory) as tmp:
         save_file(tensors, os.fspath(Path(tmp) / WEIGHTS_FILE), metadata={"format": MODEL_FORMAT})
+        if first_guess is not None:
+            first_guess.save(tmp)
         (Path(tmp) / CONFIG_FILE).write_text(json.dumps(config, indent=1), encoding="utf-8")
     return Path(directory)
 
@@ -100,8 +120,10 @@ def load_model(name_or_dir, device="cpu") -> "InpaintingModel":
         raise InputError(f"{cfg_path}: model config has no 'architecture' table")
     if config.get("format", MODEL_FORMAT) != MODEL_FORMAT:
         raise InputError(f"{cfg_path}: unsupported model format {config.get('format')!r} (expected {MODEL_FORMAT!r})")
+    architecture = dict(config["architecture"])
+    legacy_coeffs = architecture.pop("prefill_coeffs", None)  # written before the first guess was stored
     try:
-        unet = PConvUNet(**config["architecture"])
+        unet = PConvUNet(**architecture)
     except (TypeError, ValueError, RuntimeError, InputError) as exc:
         raise InputError(f"{cfg_path}: invalid architecture ({exc})") from None
     try:
@@ -120,10 +142,29 @@ def load_model(name_or_dir, device="cpu") -> "InpaintingModel":
     if config.get("encoder_bn_frozen"):
         unet.freeze_encoder_bn(True)
     unet.eval().to(torch.device(device))
+    first_guess = _load_first_guess(unet, config, directory, legacy_coeffs)
     try:
-        return InpaintingModel(unet, config, directory)
+        return InpaintingModel(unet, config, directory, first_guess=first_guess)
     except (TypeError, ValueError) as exc:
         raise InputError(f"{cfg_path}: invalid patch_size or pixel_arcmin ({exc})") from None
+
+
+def _load_first_guess(unet, config: dict, directory: Path, legacy_coeffs=None):
+    """The stored first guess of a model directory; None for networks without one. Directories
+    from before it was stored get the default-sky first guess of their kind (CAMB or its cache:
+    the 8 px window, 3000 px cap and ``prefill_coeffs`` of those versions)."""
+    from .first_guess import FirstGuess
+
+    if not unet.needs_first_guess:
+        return None
+    if "first_guess" in config:
+        fg = FirstGuess.load(config["first_guess"], directory)
+        if fg.kind != unet.prefill:
+            raise InputError(f"{directory / CONFIG_FILE}: first_guess kind {fg.kind!r} does not match "
+                             f"the architecture's prefill {unet.prefill!r}")
+        return fg
+    return FirstGuess.for_sky(unet.prefill, None, size=int(config.get("patch_size", 128)), gmrf_coeffs=legacy_coeffs,
+                              margin_px=8, max_window_px=3000)
 
 
 class InpaintingModel:
@@ -131,11 +172,14 @@ class InpaintingModel:
 
     Attributes: ``unet`` (the network, eval mode), ``config`` (dict from ``config.json``),
     ``directory``, ``name``, ``patch_size`` (side it was trained on), ``pixel_arcmin``,
-    ``in_channels``.
+    ``in_channels``, ``first_guess`` (:class:`combine.first_guess.FirstGuess` or None).
     """
 
-    def __init__(self, unet, config: dict, directory=None):
+    def __init__(self, unet, config: dict, directory=None, first_guess=None):
         self.unet, self.config = unet, dict(config)
+        if first_guess is None and getattr(unet, "needs_first_guess", False):
+            raise ValueError(f"the network's prefill {unet.prefill!r} needs a first_guess")
+        self.first_guess = first_guess
         self.directory = Path(directory) if directory is not None else None
         self.name = self.directory.name if self.directory is not None else "model"
         self.patch_size = int(self.config.get("patch_size", 128))
@@ -147,15 +191,38 @@ class InpaintingModel:
     def __repr__(self):
         return f"InpaintingModel({self.name!r}, preset={self.unet.preset!r}, patch_size={self.patch_size})"
 
-    def predict(self, maps_nchw: np.ndarray, masks_nchw: np.ndarray, batch_size: int = 16) -> np.ndarray:
+    def predict(self, maps_nchw: np.ndarray, masks_nchw: np.ndarray, first_guess: np.ndarray | None = None,
+                batch_size: int = 16) -> np.ndarray:
         """Raw network output (N, C, H, W) μK for inputs whose holes may hold anything.
 
-        Runs under ``torch.inference_mode()`` in batches; H and W must be multiples of
-        ``2**levels``. Hole values are zeroed first (the partial convolutions ignore them,
-        but NaN/UNSEEN would poison the arithmetic).
+        Parameters
+        ----------
+        maps_nchw : ndarray (N, C, H, W)
+            Maps in μK; H and W multiples of ``2**levels``; hole values are never used.
+        masks_nchw : ndarray (N, 1, H, W) or (N, C, H, W)
+            Binary masks, 1 = valid; every map needs a valid pixel.
+        first_guess : ndarray (N, C, H, W), optional
+            The classical fill the network corrects, in μK (only its hole pixels are used). By
+            default the model's own (:attr:`first_guess`, computed from the stored tables); a
+            caller may supply another, e.g. a fill computed on the sphere and projected onto the
+            patch. Only for networks with a first-guess input (``unet.prefill != "none"``).
+        batch_size : int
+            Maps per network call.
+
+        Runs under ``torch.inference_mode()`` in batches. Hole values are zeroed first (the
+        partial convolutions ignore them, but NaN/UNSEEN would poison the arithmetic).
+
+        Examples
+        --------
+        >>> fg = my_sphere_fill_projected(maps, masks)                 # doctest: +SKIP
+        >>> raw = model.predict(maps, masks, first_guess=fg)           # doctest: +SKIP
+        >>> filled = np.where(masks > 0, maps, raw)                    # doctest: +SKIP
         """
         import torch
 
+        maps_nchw, masks_nchw = np.asarray(maps_nchw), np.asarray(masks_nchw)
+        if maps_nchw.ndim != 4:
+            raise InputError(f"{self.name}: predict takes (N, C, H, W) maps, got shape {maps_nchw.shape}")
         multiple = self.unet.input_size_multiple
         n, c, h, w = maps_nchw.shape
         if int(batch_size) < 1:
@@ -165,17 +232,29 @@ class InpaintingModel:
             raise InputError(f"{self.name}: map side {h}×{w} is not a multiple of {multiple} px")
         if c != self.in_channels:
             raise InputError(f"{self.name}: model takes {self.in_channels} channel(s), maps have {c}")
+        if first_guess is not None:
+            first_guess = np.asarray(first_guess)
+            if self.unet.prefill == "none":
+                raise InputError(f"{self.name}: this network takes no first guess (prefill 'none')")
+            if first_guess.shape != maps_nchw.shape:
+                raise InputError(f"{self.name}: first_guess has shape {first_guess.shape}, the maps {maps_nchw.shape}")
         device = next(self.unet.parameters()).device
         out = np.empty((n, c, h, w), np.float32)
         with torch.inference_mode():
             for i in range(0, n, batch_size):
+                sl = slice(i, i + batch_size)
                 # writable (torch warns on read-only arrays, e.g. broadcast masks)
-                m = torch.from_numpy(np.require(masks_nchw[i:i + batch_size], np.float32, ["C", "W"]))
-                x = torch.from_numpy(np.ascontiguousarray(np.where(masks_nchw[i:i + batch_size] > 0,
-                                                                   maps_nchw[i:i + batch_size], 0.0),
+                m = torch.from_numpy(np.require(masks_nchw[sl], np.float32, ["C", "W"]))
+                x = torch.from_numpy(np.ascontiguousarray(np.where(masks_nchw[sl] > 0, maps_nchw[sl], 0.0),
                                                           np.float32))
                 mm = m if m.shape[1] == 1 or self.in_channels == m.shape[1] else m[:, :1]
-                out[i:i + batch_size] = self.unet(x.to(device), mm.to(device)).cpu().numpy()
+                self.unet.check_inputs(x, mm)
+                fg = None
+                if first_guess is not None:
+                    fg = torch.from_numpy(np.ascontiguousarray(first_guess[sl], np.float32)).to(device)
+                elif self.first_guess is not None:
+                    fg = torch.from_numpy(self.first_guess.fill(x.numpy(), m.numpy())).to(device)
+                out[sl] = self.unet(x.to(device), mm.to(device), first_guess=fg).cpu().numpy()
         return out
 
     def inpaint(self, maps, masks, *, batch_size: int = 16) -> np.ndarray:

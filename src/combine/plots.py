@@ -534,3 +534,36 @@ def plot_fullsky_ratio(path, ell, ratios: dict, *, errors=None, title: str = "",
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
     return _save(fig, path)
+
+
+def plot_loss_history(path, history: list[dict], loss_terms) -> Path:
+    """Loss curves of a training run (``RUN_DIR/loss_curves.png``): left, the total training and
+    validation losses and each training loss term per epoch (log scale, image units); right, the
+    validation hole RMSE of the network and of a mean fill (μK). ``history`` is the run's
+    per-epoch rows (``history.csv``)."""
+    epochs = [r["epoch"] for r in history]
+    fig = Figure(figsize=(10, 4))
+    ax, ax2 = fig.subplots(1, 2)
+    for key, style in (("train_total", "-"), ("val_total", "--")):
+        ys = [r.get(key) for r in history]
+        if any(isinstance(y, float) for y in ys):
+            ax.plot(epochs, ys, style, marker="o", label=key)
+    for term in loss_terms:
+        ys = [r.get(f"train_{term}") for r in history]
+        if any(isinstance(y, float) for y in ys):
+            ax.plot(epochs, ys, ":", label=f"train_{term}")
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss (image units)")
+    if ax.get_lines():
+        ax.legend(fontsize=7)
+    for key, label in (("val_hole_rmse_uk", "network"), ("val_meanfill_rmse_uk", "mean fill")):
+        ys = [r.get(key) for r in history]
+        if any(isinstance(y, float) for y in ys):
+            ax2.plot(epochs, ys, marker="o", label=label)
+    ax2.set_xlabel("epoch")
+    ax2.set_ylabel("validation hole RMSE [μK]")
+    if ax2.get_lines():
+        ax2.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path)

@@ -19,368 +19,41 @@ Run directory::
     RUN_DIR/history.csv                 one row per epoch;  RUN_DIR/loss_curves.png
     RUN_DIR/tensorboard/                TensorBoard events
 
-Training state (no pickle): ``training_state.safetensors`` holds the Adam moments and step
-counts (``optimizer.<param index>.<name>``) and the torch RNG state; ``training_state.json``
-holds the epoch, global step, Adam hyper-parameters, the numpy and Python RNG states, the
-history, the best validation loss and the configuration. Since every sample is a pure function
-of ``(seed, stage, global sample number)`` (:mod:`combine.training_data`), restoring the weights,
-the optimizer and the step count continues the sample stream exactly: a run killed and resumed
-(``--resume``) ends with the weights of an uninterrupted run.
+Since every sample is a pure function of ``(seed, stage, global sample number)``
+(:mod:`combine.training_data`), restoring the weights, the optimizer and the step count
+(:mod:`combine.checkpoints`) continues the sample stream exactly: a run killed and resumed
+(``--resume``) ends with the weights of an uninterrupted run. A run killed before its first
+checkpoint holds nothing to continue: a fresh start or ``--resume`` both start it from step 0.
 
-DDP. Launched by ``torchrun`` (``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` in the environment) the
-model is wrapped in ``DistributedDataParallel`` (gloo on CPU, nccl on CUDA), each rank takes
-its ``B/R`` slice of every global batch, and batch norm statistics are computed over the global
-batch (``torch.nn.SyncBatchNorm`` on CUDA; :class:`DistributedBatchNorm2d` on CPU, where
-``SyncBatchNorm`` is not supported), so ``R`` processes give the result of one process on the
-same global batch. Only rank 0 writes files.
+Networks that correct a classical first guess get it from the data pipeline
+(:class:`combine.first_guess.FirstGuess` in :class:`combine.training_data.InpaintingSamples`),
+and every checkpoint stores it. Multi-process runs (``torchrun``) and batch norm over the
+global batch: :mod:`combine.distributed`; only rank 0 writes files. The loss curves:
+:func:`combine.plots.plot_loss_history`.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import math
-import os
-import random
 import shutil
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import nn
 
-from .atomic import atomic_dir, atomic_path
-from .config import TrainConfig, config_to_toml, write_config
+from .config import TrainConfig, write_config
 from .errors import InputError
 from .progress import progress
-
-STATE_JSON = "training_state.json"
-STATE_TENSORS = "training_state.safetensors"
-CHECKPOINT_FORMAT = 1
-
-
-# ---------------------------------------------------------------------------- distributed
-class DistContext:
-    """Rank, world size and device of this process (``torchrun`` environment or single process)."""
-
-    def __init__(self, device: str = "auto"):
-        env = os.environ
-        self.world = int(env.get("WORLD_SIZE", "1"))
-        self.rank = int(env.get("RANK", "0"))
-        self.local_rank = int(env.get("LOCAL_RANK", "0"))
-        want_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
-        if want_cuda and not torch.cuda.is_available():
-            raise InputError(f"--device: {device} requested but CUDA is not available")
-        if want_cuda:
-            index = self.local_rank if (self.world > 1 or ":" not in device) else int(device.split(":")[1])
-            self.device = torch.device("cuda", index)
-            torch.cuda.set_device(self.device)
-        else:
-            self.device = torch.device("cpu")
-        self.initialised_here = False
-        if self.world > 1 and not torch.distributed.is_initialized():
-            backend = "nccl" if self.device.type == "cuda" else "gloo"
-            torch.distributed.init_process_group(backend=backend)
-            self.initialised_here = True
-
-    @property
-    def distributed(self) -> bool:
-        return self.world > 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    def barrier(self):
-        if self.distributed:
-            torch.distributed.barrier()
-
-    def all_reduce_sum(self, values: dict[str, float]) -> dict[str, float]:
-        """Sum a dict of floats over ranks (same keys on every rank)."""
-        if not self.distributed or not values:
-            return dict(values)
-        keys = sorted(values)
-        t = torch.tensor([values[k] for k in keys], dtype=torch.float64,
-                         device=self.device if self.device.type == "cuda" else "cpu")
-        torch.distributed.all_reduce(t)
-        return dict(zip(keys, t.tolist()))
-
-    def close(self):
-        if self.initialised_here and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
-
-
-class _AllReduceSum(torch.autograd.Function):
-    """Differentiable sum over ranks: forward ``y = Σ_r x_r``, backward ``∂L/∂x_r = Σ_r' ∂L_r'/∂y``."""
-
-    @staticmethod
-    def forward(ctx, x):
-        y = x.clone()
-        torch.distributed.all_reduce(y)
-        return y
-
-    @staticmethod
-    def backward(ctx, grad):
-        grad = grad.clone()
-        torch.distributed.all_reduce(grad)
-        return grad
-
-
-class DistributedBatchNorm2d(nn.BatchNorm2d):
-    """Batch norm whose training statistics run over the global batch of all DDP ranks.
-
-    For the ``R`` local batches ``x^{(r)}`` (``n_r`` elements per channel):
-    ``μ = Σ_r Σ x^{(r)} / Σ_r n_r``, ``σ² = Σ_r Σ (x^{(r)} − μ)² / Σ_r n_r`` (two passes, float64
-    sums, differentiable all-reduce), ``y = (x − μ)/√(σ² + ε)·γ + β``; the running variance gets
-    the unbiased ``σ²·n/(n − 1)``, as ``nn.BatchNorm2d``. Used on CPU (gloo), where
-    ``nn.SyncBatchNorm`` is not available; single process or eval mode: plain batch norm.
-    """
-
-    def forward(self, x):
-        dist = torch.distributed
-        if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
-            return super().forward(x)
-        all_reduce = _AllReduceSum.apply
-        c = x.shape[1]
-        xd = x.double()
-        n_local = xd.new_tensor([x.numel() // c])
-        total = all_reduce(torch.cat([xd.sum(dim=(0, 2, 3)), n_local]))
-        n = total[c]
-        mean = total[:c] / n
-        sq = all_reduce((xd - mean.view(1, c, 1, 1)).square().sum(dim=(0, 2, 3)))
-        var = sq / n
-        if self.track_running_stats:
-            with torch.no_grad():
-                self.num_batches_tracked += 1
-                momentum = (1.0 / float(self.num_batches_tracked) if self.momentum is None
-                            else self.momentum)
-                unbiased = var * (n / max(float(n) - 1.0, 1.0))
-                self.running_mean.mul_(1 - momentum).add_(momentum * mean.to(self.running_mean.dtype))
-                self.running_var.mul_(1 - momentum).add_(momentum * unbiased.to(self.running_var.dtype))
-        scale = torch.rsqrt(var + self.eps).to(x.dtype)
-        y = (x - mean.to(x.dtype).view(1, c, 1, 1)) * scale.view(1, c, 1, 1)
-        if self.affine:
-            y = y * self.weight.view(1, c, 1, 1) + self.bias.view(1, c, 1, 1)
-        return y
-
-
-def convert_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
-    """Replace every ``nn.BatchNorm2d`` by its global-batch version for DDP (in place)."""
-    if device.type == "cuda":
-        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
-    for name, child in list(module.named_children()):
-        if type(child) is nn.BatchNorm2d:
-            new = DistributedBatchNorm2d(child.num_features, child.eps, child.momentum, child.affine,
-                                         child.track_running_stats)
-            ref = next(iter(child.state_dict().values()))
-            new.to(device=ref.device, dtype=torch.float64 if ref.dtype == torch.float64 else torch.float32)
-            new.load_state_dict(child.state_dict())
-            new.train(child.training)
-            setattr(module, name, new)
-        else:
-            convert_batchnorm(child, device)
-    return module
-
-
-# ---------------------------------------------------------------------------- RNG / optimizer state
-def _rng_state() -> tuple[dict, dict]:
-    """(JSON part, tensor part) of the torch, numpy and Python global RNG states."""
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    py_version, py_state, py_gauss = random.getstate()
-    js = {"numpy": {"name": name, "keys": [int(k) for k in keys], "pos": int(pos),
-                    "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
-          "python": {"version": py_version, "state": list(py_state), "gauss_next": py_gauss}}
-    tensors = {"rng.torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        for i, s in enumerate(torch.cuda.get_rng_state_all()):
-            tensors[f"rng.cuda.{i}"] = s
-    return js, tensors
-
-
-def _set_rng_state(js: dict, tensors: dict) -> None:
-    n = js["numpy"]
-    np.random.set_state((n["name"], np.asarray(n["keys"], dtype=np.uint32), n["pos"], n["has_gauss"],
-                         n["cached_gaussian"]))
-    p = js["python"]
-    random.setstate((p["version"], tuple(p["state"]), p["gauss_next"]))
-    torch.set_rng_state(tensors["rng.torch"])
-    if torch.cuda.is_available():
-        states = [tensors[k] for k in sorted(t for t in tensors if t.startswith("rng.cuda."))]
-        if len(states) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(states)
-
-
-def _optimizer_state(optimizer) -> tuple[dict, dict]:
-    sd = optimizer.state_dict()
-    tensors, scalars = {}, {}
-    for idx, st in sd["state"].items():
-        for key, value in st.items():
-            if torch.is_tensor(value):
-                tensors[f"optimizer.{idx}.{key}"] = value.detach().cpu().contiguous().clone()
-            else:
-                scalars.setdefault(str(idx), {})[key] = value
-    groups = []
-    for g in sd["param_groups"]:
-        groups.append({k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()})
-    return {"param_groups": groups, "scalars": scalars}, tensors
-
-
-def _load_optimizer_state(optimizer, js: dict, tensors: dict) -> None:
-    state: dict = defaultdict(dict)
-    for key, value in tensors.items():
-        if key.startswith("optimizer."):
-            _, idx, name = key.split(".", 2)
-            state[int(idx)][name] = value
-    for idx, st in js.get("scalars", {}).items():
-        state[int(idx)].update(st)
-    groups = []
-    for g in js["param_groups"]:
-        g = dict(g)
-        if "betas" in g:
-            g["betas"] = tuple(g["betas"])
-        groups.append(g)
-    optimizer.load_state_dict({"state": dict(state), "param_groups": groups})
-
-
-# ---------------------------------------------------------------------------- checkpoints
-def write_checkpoint(path, unet, optimizer, state: dict, extra: dict) -> None:
-    """Write a checkpoint directory atomically: model dir + training state."""
-    from safetensors.torch import save_file
-
-    from .models import save_model
-
-    opt_js, opt_tensors = _optimizer_state(optimizer)
-    rng_js, rng_tensors = _rng_state()
-    state = dict(state, format=CHECKPOINT_FORMAT, optimizer=opt_js, rng=rng_js)
-    with atomic_dir(path) as tmp:
-        tmp = Path(tmp)
-        staging = tmp / "_model"
-        save_model(unet, staging, extra)
-        for item in staging.iterdir():
-            os.replace(item, tmp / item.name)
-        shutil.rmtree(staging, ignore_errors=True)
-        save_file({**opt_tensors, **rng_tensors}, str(tmp / STATE_TENSORS))
-        (tmp / STATE_JSON).write_text(json.dumps(state, indent=1), encoding="utf-8")
-
-
-def copy_checkpoint(src, dst) -> None:
-    with atomic_dir(dst) as tmp:
-        shutil.copytree(src, tmp, dirs_exist_ok=True)
-
-
-def _complete_checkpoint(path: Path) -> bool:
-    return (path / STATE_JSON).is_file() and (path / STATE_TENSORS).is_file() and \
-        (path / "weights.safetensors").is_file() and (path / "config.json").is_file()
-
-
-def find_resume_checkpoint(run_dir) -> Path:
-    """The newest complete checkpoint of a run: ``last/`` or a later ``checkpoints/epoch-*``.
-
-    A kill while ``last/`` is being replaced can leave it missing or one epoch behind the
-    newest epoch checkpoint; both cases resume from the newest complete state.
-    """
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise InputError(f"{run_dir}: no such run directory")
-    candidates = [run_dir / "last"]
-    if (run_dir / "checkpoints").is_dir():
-        candidates += sorted((run_dir / "checkpoints").glob("epoch-[0-9]*"))
-    best, best_step = None, -1
-    for ckpt in candidates:
-        if not _complete_checkpoint(ckpt):
-            continue
-        try:
-            step = int(json.loads((ckpt / STATE_JSON).read_text(encoding="utf-8"))["global_step"])
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-        if step > best_step:
-            best, best_step = ckpt, step
-    if best is None:
-        raise InputError(f"{run_dir}: no complete checkpoint to resume from (no last/ nor checkpoints/epoch-*)")
-    return best
-
-
-def read_training_state(ckpt) -> tuple[dict, dict]:
-    from safetensors.torch import load_file
-
-    ckpt = Path(ckpt)
-    try:
-        js = json.loads((ckpt / STATE_JSON).read_text(encoding="utf-8"))
-        tensors = load_file(str(ckpt / STATE_TENSORS))
-    except (OSError, json.JSONDecodeError, Exception) as exc:  # safetensors raises its own types
-        raise InputError(f"{ckpt}: unreadable training state ({type(exc).__name__}: {exc})") from None
-    return js, tensors
-
-
-def load_unet(ckpt, source: str):
-    """The PConvUNet of a model directory (via :func:`combine.models.load_model`)."""
-    from .models import load_model
-
-    try:
-        model = load_model(str(ckpt), device="cpu")
-    except InputError:
-        raise
-    except Exception as exc:
-        raise InputError(f"{source}: cannot load model {ckpt} ({type(exc).__name__}: {exc})") from None
-    return model.unet
+from .checkpoints import (_load_optimizer_state, _set_rng_state, copy_checkpoint, find_resume_checkpoint,
+                          has_complete_checkpoint, load_checkpoint_model, read_training_state, write_checkpoint,
+                          write_history)
+from .distributed import DistContext, check_batch_norm_batch, convert_batchnorm  # noqa: F401
 
 
 # ---------------------------------------------------------------------------- logging helpers
-def _write_history(path, history: list[dict]) -> None:
-    keys: list[str] = []
-    for row in history:
-        for k in row:
-            if k not in keys:
-                keys.append(k)
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
-            w = csv.DictWriter(f, fieldnames=keys)
-            w.writeheader()
-            for row in history:
-                w.writerow({k: row.get(k, "") for k in keys})
-
-
-def _plot_history(path, history: list[dict], loss_terms: list[str]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [r["epoch"] for r in history]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    ax = axes[0]
-    for key, style in (("train_total", "-"), ("val_total", "--")):
-        ys = [r.get(key) for r in history]
-        if any(isinstance(y, float) for y in ys):
-            ax.plot(epochs, ys, style, marker="o", label=key)
-    for term in loss_terms:
-        ys = [r.get(f"train_{term}") for r in history]
-        if any(isinstance(y, float) for y in ys):
-            ax.plot(epochs, ys, ":", label=f"train_{term}")
-    ax.set_yscale("log")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss (image units)")
-    if ax.get_lines():
-        ax.legend(fontsize=7)
-    ax = axes[1]
-    for key, label in (("val_hole_rmse_uk", "network"), ("val_meanfill_rmse_uk", "mean fill")):
-        ys = [r.get(key) for r in history]
-        if any(isinstance(y, float) for y in ys):
-            ax.plot(epochs, ys, marker="o", label=label)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("validation hole RMSE [μK]")
-    if ax.get_lines():
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-
-
 def _image_panel(x_in, mask, pred, target) -> np.ndarray:
     """(1, H, 4W) grey panel in [0, 1]: masked input | prediction | target | difference."""
     t = target[0].float().cpu().numpy()
@@ -397,6 +70,7 @@ def _image_panel(x_in, mask, pred, target) -> np.ndarray:
 def _model_extra(cfg: TrainConfig, loss_fn, sky: dict, state: dict) -> dict:
     return {
         "sky": sky,
+        "patch_size": int(cfg.data.size),
         "loss": loss_fn.config(),
         "training": {
             "stage": cfg.stage, "epoch": state["epoch"], "global_step": state["global_step"],
@@ -408,6 +82,16 @@ def _model_extra(cfg: TrainConfig, loss_fn, sky: dict, state: dict) -> dict:
             "history": state.get("history", []),
         },
     }
+
+
+def _sky_json(attrs: dict) -> dict:
+    """``Sky.to_json()`` of a patch source (its ``sky`` attribute, or the loose attributes and ``ns``)."""
+    from .sky import Sky
+
+    sky = Sky.from_legacy_attrs(attrs, source="dataset")
+    if attrs.get("ns") is not None and "sky" not in attrs:
+        sky = sky.with_ns(float(attrs["ns"]))
+    return sky.to_json()
 
 
 def _sky_from_attrs(attrs: dict, size: int) -> dict:
@@ -473,26 +157,39 @@ class _Trainer:
 
         if cfg.stage == 2 and init is None and not resume:
             raise InputError("--init: stage 2 fine-tunes a stage-1 model: give --init CKPT (a model directory)")
-        if not resume and out_dir.exists() and ((out_dir / "config.toml").exists() or (out_dir / "last").exists()):
+        from .atomic import check_writable_dir
+
+        check_writable_dir(out_dir, f"{out_dir} (--out)")
+        has_checkpoint = out_dir.is_dir() and has_complete_checkpoint(out_dir)
+        if not resume and has_checkpoint:
             raise InputError(f"{out_dir}: already holds a training run (continue it with --resume {out_dir}, "
                              "or choose another --out)")
+        if resume and not has_checkpoint:
+            # killed before its first checkpoint: nothing to continue, so the run starts afresh
+            self.log(f"{out_dir}: no complete checkpoint yet; starting the run from step 0")
+            resume = False
         if cfg.loss.vgg_weights is not None and not Path(cfg.loss.vgg_weights).is_file():
             raise InputError(f"{cfg.loss.vgg_weights}: no such VGG16 weights file (--vgg-weights)")
 
         # ---- state to resume from / initialise from
         resume_ckpt = state_js = state_tensors = None
-        init_unet = None
+        init_unet = init_first_guess = None
         if resume:
             resume_ckpt = find_resume_checkpoint(out_dir)
             state_js, state_tensors = read_training_state(resume_ckpt)
         elif init is not None:
-            init_unet = load_unet(init, "--init")
+            init_model = load_checkpoint_model(init, "--init")
+            init_unet, init_first_guess = init_model.unet, init_model.first_guess
             arch = init_unet.config()
             fields = set(type(cfg.model).__dataclass_fields__)
             if set(arch) - fields:
                 raise InputError(f"{init}: model architecture keys {sorted(set(arch) - fields)} unknown to "
                                  "the training configuration")
             cfg.model = type(cfg.model)(**arch)
+            if init_first_guess is not None:  # the next stage corrects the same first guess
+                cfg.model.prefill_coeffs = list(init_first_guess.gmrf_coeffs or []) or None
+                cfg.model.first_guess_margin_px = init_first_guess.margin_px
+                cfg.model.first_guess_max_window_px = init_first_guess.max_window_px
 
         # ---- model
         torch.manual_seed(cfg.seed)
@@ -500,9 +197,10 @@ class _Trainer:
         if init_unet is not None:
             unet.load_state_dict(init_unet.state_dict())
         if resume_ckpt is not None:
-            ckpt_unet = load_unet(resume_ckpt, "--resume")
-            check_architecture(unet.config(), ckpt_unet.config(), f"{out_dir} (--resume)")
-            unet.load_state_dict(ckpt_unet.state_dict())
+            ckpt_model = load_checkpoint_model(resume_ckpt, "--resume")
+            check_architecture(unet.config(), ckpt_model.unet.config(), f"{out_dir} (--resume)")
+            unet.load_state_dict(ckpt_model.unet.state_dict())
+            init_first_guess = ckpt_model.first_guess
         if t.freeze_encoder_bn:
             unet.freeze_encoder_bn()
 
@@ -524,9 +222,14 @@ class _Trainer:
         if val_src is not None and tuple(val_src.shape) != tuple(train_src.shape):
             raise InputError(f"{val_src.name}: patch shape {val_src.shape} differs from {train_src.name} "
                              f"{train_src.shape}")
+        check_batch_norm_batch(unet, h, w, t.batch_size)
         cfg.data.size = int(h)
         self.sky = _sky_from_attrs(train_src.attrs, h)
-        common = dict(mask_mix=d.mask_mix, hole_fill_uk=d.hole_fill_uk)
+        self.sky_json = train_src.sky.to_json() if getattr(train_src, "sky", None) is not None \
+            else _sky_json(train_src.attrs)
+        # the classical first guess the network corrects, computed in the data pipeline
+        self.first_guess = init_first_guess if init_first_guess is not None else cfg.model.first_guess(h, unet.prefill)
+        common = dict(mask_mix=d.mask_mix, hole_fill_uk=d.hole_fill_uk, first_guess=self.first_guess)
         target_fn = None
         if d.target == "wiener":  # validation keeps the truth: its loss is the real hole error
             from .sky import defaults
@@ -586,7 +289,10 @@ class _Trainer:
             write_config(cfg, self.out / "config.toml",
                          header="combine train: resolved configuration of this run (reusable with --config)")
             if resume and self.history:  # drop rows of epochs after the checkpoint
-                _write_history(self.out / "history.csv", self.history)
+                write_history(self.out / "history.csv", self.history)
+            if not resume:  # a fresh start (or a run killed before its first checkpoint): no stale logs
+                (self.out / "history.csv").unlink(missing_ok=True)
+                shutil.rmtree(self.out / "tensorboard", ignore_errors=True)
             if t.tensorboard:
                 from torch.utils.tensorboard import SummaryWriter
 
@@ -611,11 +317,12 @@ class _Trainer:
         steps = 0
         t0 = time.perf_counter()
         bar = progress(loader, desc=f"epoch {epoch + 1}/{t.epochs}", total=spe) if dist.is_main else loader
-        for x_in, mask, target in bar:
+        for x_in, mask, target, *first_guess in bar:
             x_in = x_in.to(dist.device, self.dtype, non_blocking=True)
             mask = mask.to(dist.device, self.dtype, non_blocking=True)
             target = target.to(dist.device, self.dtype, non_blocking=True)
-            pred = self.model(x_in, mask)
+            fg = first_guess[0].to(dist.device, self.dtype, non_blocking=True) if first_guess else None
+            pred = self.model(x_in, mask, first_guess=fg)
             total, terms = self.loss_fn(pred, target, mask)
             self.optimizer.zero_grad(set_to_none=True)
             total.backward()
@@ -656,9 +363,10 @@ class _Trainer:
         loader = make_loader(self.val_ds, sampler, num_workers=0, seed=self.cfg.seed, epoch=0, rank=dist.rank)
         self.model.eval()
         sums: dict[str, float] = defaultdict(float)
-        for x_in, mask, target in loader:
+        for x_in, mask, target, *first_guess in loader:
             x_in, mask, target = (a.to(self.dist.device, self.dtype) for a in (x_in, mask, target))
-            pred = self.unet(x_in, mask)
+            fg = first_guess[0].to(self.dist.device, self.dtype) if first_guess else None
+            pred = self.unet(x_in, mask, first_guess=fg)
             total, terms = self.loss_fn(pred, target, mask)
             sums["total"] += float(total)
             for k, v in terms.items():
@@ -728,10 +436,10 @@ class _Trainer:
         state = {"epoch": self.epoch, "global_step": self.global_step, "history": self.history,
                  "best_val_total": None if math.isinf(self.best_val) else self.best_val,
                  "world_size": self.dist.world, "config": json.loads(json.dumps(cfg.to_dict()))}
-        extra = _model_extra(cfg, self.loss_fn, self.sky, state)
+        extra = _model_extra(cfg, self.loss_fn, self.sky_json, state)
         ckpt_dir = self.out / "checkpoints"
         ckpt = ckpt_dir / f"epoch-{self.epoch:04d}"
-        write_checkpoint(ckpt, self.unet, self.optimizer, state, extra)
+        write_checkpoint(ckpt, self.unet, self.optimizer, state, extra, first_guess=self.first_guess)
         copy_checkpoint(ckpt, self.out / "last")
         if improved:
             copy_checkpoint(ckpt, self.out / "best")
@@ -739,6 +447,8 @@ class _Trainer:
             old = sorted(ckpt_dir.glob("epoch-[0-9]*"))[:-cfg.train.keep_checkpoints]
             for path in old:
                 shutil.rmtree(path, ignore_errors=True)
-        _write_history(self.out / "history.csv", self.history)
+        write_history(self.out / "history.csv", self.history)
         terms = [k for k in self.loss_fn.weights]
-        _plot_history(self.out / "loss_curves.png", self.history, terms)
+        from .plots import plot_loss_history
+
+        plot_loss_history(self.out / "loss_curves.png", self.history, terms)

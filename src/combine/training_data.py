@@ -20,7 +20,10 @@ global numpy / ``random`` / torch generators from ``(seed, epoch, rank, worker)`
 library code that draws from them (nothing here does).
 
 Network input: ``x = M ⊙ T + (1 − M) · hole_fill_uk`` (holes hold a constant, which the
-partial convolution ignores); target ``T``; mask ``M`` (1 = valid).
+partial convolution ignores); target ``T``; mask ``M`` (1 = valid). For networks that correct a
+classical first guess (``prefill`` ``"biharmonic"``, ``"gmrf"``, ``"lwiener"``) the sample also
+holds that first guess of ``x`` (:class:`combine.first_guess.FirstGuess`), computed here, in the
+DataLoader workers, so that the network's ``forward`` is torch only.
 """
 
 from __future__ import annotations
@@ -55,7 +58,9 @@ def apply_symmetry(a: np.ndarray, k: int) -> np.ndarray:
 class ArrayPatches:
     """Clean patches held in memory, (N, C, H, W) float32 μK (tests, small datasets)."""
 
-    def __init__(self, maps: np.ndarray, name: str = "maps", attrs: dict | None = None):
+    def __init__(self, maps: np.ndarray, name: str = "maps", attrs: dict | None = None, sky=None):
+        from .sky import Sky
+
         maps = np.asarray(maps, dtype=np.float32)
         if maps.ndim == 3:
             maps = maps[:, None]
@@ -64,6 +69,7 @@ class ArrayPatches:
         if not np.isfinite(maps).all():
             raise InputError(f"{name}: patches hold NaN or inf")
         self.maps, self.name, self.attrs = maps, name, dict(attrs or {})
+        self.sky = sky if sky is not None else Sky.from_legacy_attrs(self.attrs, source=name)
 
     def __len__(self):
         return self.maps.shape[0]
@@ -79,17 +85,27 @@ class ArrayPatches:
 class H5Patches:
     """Patches of a ``combine.data`` HDF5 dataset, read one at a time.
 
-    The header (layout and required attributes) is checked on construction; the file is
-    opened lazily in each process that reads (h5py handles do not survive ``fork``).
+    The header (layout, required attributes, the Sky) is checked on construction by
+    :func:`combine.data.read_header`, the one dataset reader; the file is opened lazily in each
+    process that reads (h5py handles do not survive ``fork``). ``sky`` is the dataset's
+    :class:`~combine.sky.Sky`; ``attrs`` its attributes (``cosmology`` decoded from JSON).
     """
 
     def __init__(self, path):
+        import json
+
+        from .data import read_header
+
         self.path = Path(path)
         self.name = str(self.path)
         self._file = None
         self._pid = None
-        shape, attrs = read_h5_header(self.path)
-        self._shape, self.attrs = shape, attrs
+        shape, attrs, self.sky = read_header(self.path)
+        if shape[-1] != shape[-2]:
+            raise InputError(f"{self.path}: patches must be square, got {shape[-2]}x{shape[-1]}")
+        attrs = dict(attrs, cosmology=json.loads(attrs["cosmology"]))
+        self._shape = shape if len(shape) == 4 else (shape[0], 1) + tuple(shape[1:])
+        self.attrs = attrs
 
     def __len__(self):
         return self._shape[0]
@@ -114,60 +130,6 @@ class H5Patches:
         state = dict(self.__dict__)
         state["_file"] = None
         return state
-
-
-def read_h5_header(path) -> tuple[tuple, dict]:
-    """Check a dataset file's layout and attributes without reading the maps.
-
-    Returns the shape of ``maps`` as (N, C, H, W) and the attributes (``cosmology`` decoded
-    from JSON). Raises :class:`InputError` naming the file for a missing file, a missing or
-    mis-shaped ``maps`` dataset, or a missing required attribute.
-    """
-    import json
-
-    import h5py
-
-    from .data import REQUIRED_ATTRS
-
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such dataset file")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise InputError(f"{path}: not a readable HDF5 file ({exc})") from None
-    with f:
-        if "maps" not in f or not isinstance(f["maps"], h5py.Dataset):
-            raise InputError(f"{path}: no 'maps' dataset (expected a combine dataset, see `combine simulate`)")
-        maps = f["maps"]
-        if maps.ndim not in (3, 4) or maps.shape[0] < 1:
-            raise InputError(f"{path}: 'maps' has shape {maps.shape}, expected (N, H, W) or (N, C, H, W)")
-        if not np.issubdtype(maps.dtype, np.floating):
-            raise InputError(f"{path}: 'maps' has dtype {maps.dtype}, expected float32 μK")
-        shape = maps.shape if maps.ndim == 4 else (maps.shape[0], 1) + maps.shape[1:]
-        missing = [a for a in REQUIRED_ATTRS if a not in f.attrs]
-        if missing:
-            raise InputError(f"{path}: missing dataset attribute(s) {', '.join(missing)}")
-        attrs = {}
-        for key, value in f.attrs.items():
-            if isinstance(value, bytes):
-                value = value.decode()
-            if isinstance(value, np.generic):
-                value = value.item()
-            attrs[key] = value
-    if isinstance(attrs.get("cosmology"), str):
-        try:
-            attrs["cosmology"] = json.loads(attrs["cosmology"])
-        except json.JSONDecodeError:
-            raise InputError(f"{path}: attribute 'cosmology' is not JSON text") from None
-    for key in ("pixel_arcmin", "beam_fwhm_arcmin", "noise_uk_arcmin"):
-        try:
-            attrs[key] = float(attrs[key])
-        except (TypeError, ValueError):
-            raise InputError(f"{path}: attribute {key!r} is not a number ({attrs[key]!r})") from None
-    if int(attrs["size"]) != shape[-1] or shape[-1] != shape[-2]:
-        raise InputError(f"{path}: attribute size={attrs['size']} but maps are {shape[-2]}x{shape[-1]}")
-    return tuple(int(s) for s in shape), attrs
 
 
 class SimulatedPatches:
@@ -195,6 +157,12 @@ class SimulatedPatches:
             cl_uk2 = lensed_tt_cl_uk2(ns=ns)
         self.cl_uk2 = np.asarray(cl_uk2, dtype=np.float64)
         self.name = "simulate:planck18"
+        from .sky import Sky
+
+        self.sky = Sky.planck18(pixel_arcmin=self.pixel_arcmin, beam_fwhm_arcmin=self.beam_fwhm_arcmin,
+                                noise_uk_arcmin=self.noise_uk_arcmin)
+        if ns is not None:
+            self.sky = self.sky.with_ns(ns)
         self.attrs = {"pixel_arcmin": self.pixel_arcmin, "beam_fwhm_arcmin": self.beam_fwhm_arcmin,
                       "noise_uk_arcmin": self.noise_uk_arcmin, "size": self.size, "method": "flat",
                       "ns": ns}
@@ -315,10 +283,13 @@ class InpaintingSamples(Dataset):
         Every sample uses patch 0 (stage 0: the warm start on one image).
     target_fn : callable, optional
         ``target_fn(clean, mask)`` -> target or None (None: the clean patch), e.g. :class:`WienerTargets`.
+    first_guess : combine.first_guess.FirstGuess, optional
+        When given, ``ds[n]`` is ``(x_in, mask, target, first_guess)``, the last (C, H, W)
+        float32 μK: the first guess of ``x_in`` (its valid pixels equal ``x_in``'s).
     """
 
     def __init__(self, source, *, mask_mix: dict, seed_key, augment: bool = True,
-                 hole_fill_uk: float = 0.0, single_image: bool = False, target_fn=None):
+                 hole_fill_uk: float = 0.0, single_image: bool = False, target_fn=None, first_guess=None):
         self.source = source
         c, h, w = source.shape
         if h != w:
@@ -328,6 +299,7 @@ class InpaintingSamples(Dataset):
         self.augment, self.hole_fill_uk = bool(augment), float(hole_fill_uk)
         self.single_image = bool(single_image)
         self.target_fn = target_fn
+        self.first_guess = first_guess
         self._order = (None, None)
 
     def __len__(self):
@@ -358,8 +330,11 @@ class InpaintingSamples(Dataset):
         x_in = np.where(mask > 0, clean, np.float32(self.hole_fill_uk)).astype(np.float32)
         target = self.target_fn(clean, mask) if self.target_fn is not None else None
         target = clean if target is None else target
-        return torch.from_numpy(x_in), torch.from_numpy(np.ascontiguousarray(mask)), \
-            torch.from_numpy(np.ascontiguousarray(target, dtype=np.float32))
+        sample = (torch.from_numpy(x_in), torch.from_numpy(np.ascontiguousarray(mask)),
+                  torch.from_numpy(np.ascontiguousarray(target, dtype=np.float32)))
+        if self.first_guess is None:
+            return sample
+        return sample + (torch.from_numpy(self.first_guess.fill(x_in[None], mask[None])[0]),)
 
 
 class StepBatches(Sampler):

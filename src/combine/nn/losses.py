@@ -34,12 +34,12 @@ Presets (``LOSS_PRESETS``):
 
 * ``paper``: 1·valid + 6·hole + 0.05·perceptual + 120·(style_out + style_comp) + 0.1·tv (eq. 7;
   needs VGG16 weights);
-* ``pixel``: valid + 6·hole (L1; the minimum-absolute-error model: conditional median);
+* ``pixel``: valid + 6·hole (L1; the minimum-absolute-error model: conditional median). The
+  shipped ``planck18-t128`` model's loss (its ``config.json`` ``loss.preset``);
 * ``mse``: valid_mse + 6·hole_mse (minimum mean-squared error: the optimum is the conditional
   mean, i.e. for a Gaussian sky the Wiener filter);
 * ``mmse``: 0.1·valid_mse + hole_mse_norm (per-sample hole-normalised MSE: every mask weighs
-  the same, small holes included; the optimum is again the conditional mean). The shipped
-  model's loss.
+  the same, small holes included; the optimum is again the conditional mean);
 * ``texture``: valid + 6·hole + 1·power + 2.5·(texture_out + texture_comp), offline (no
   download). Weights calibrated on a CMB-like Gaussian field (P(k) ∝ k^-2.5 × 5' beam, 128²,
   centred holes of radius 4-32 px) with the truth Gaussian-blurred (σ = 2-8 px) in the holes,

@@ -162,21 +162,19 @@ class PartialConv2d(nn.Module):
         The caller guarantees ``x_masked == where(M > 0, X, 0)``; this lets the UNet mask each
         tensor once and reuse it (skip connection and next layer) and never widen a mask.
         """
-        scale, new_mask, all_valid = self.mask_update(masks, channels)
+        scale, new_mask = self.mask_update(masks, channels)
         y = F.conv2d(x_masked, self.weight, None, self.stride, self.padding)
         if self.bias is None:
             return y * scale, new_mask
-        y = torch.addcmul(self.bias.view(1, -1, 1, 1), y, scale)
-        if not all_valid:
-            y.masked_fill_(new_mask == 0, 0.0)  # addcmul's backward does not need its output
-        return y, new_mask
+        # bias·m' + conv·scale: 0 on empty windows (scale = m' = 0 there), no branch on the mask
+        return torch.addcmul(self.bias.view(1, -1, 1, 1) * new_mask, y, scale), new_mask
 
     @torch.no_grad()
     def mask_update(self, masks: Sequence[torch.Tensor], channels: Sequence[int]):
-        """Mask maths only: return ``(scale, new_mask, all_valid)``.
+        """Mask maths only: return ``(scale, new_mask)``.
 
-        ``scale = sum(1)/sum(M) · m'`` (0 on empty windows), ``new_mask = m'`` (N, 1, H', W'),
-        ``all_valid`` True when every output window saw a valid pixel.
+        ``scale = sum(1)/sum(M) · m'`` (0 on empty windows), ``new_mask = m'`` (N, 1, H', W').
+        No host synchronisation (nothing branches on the mask's values).
         """
         if sum(channels) != self.in_ch:
             raise ValueError(f"PartialConv2d: mask groups cover {sum(channels)} channels, layer has {self.in_ch}")
@@ -198,14 +196,11 @@ class PartialConv2d(nn.Module):
         sum_m = F.conv2d(combo, self.ones_kernel, stride=self.stride, padding=self.padding)
         new_mask = (sum_m > 0.5).to(sum_m.dtype)  # sums are exact small integers
         scale = (self.sum1 / sum_m.clamp_min(1.0)) * new_mask  # sum(1)/sum(M), 0 on empty windows
-        return scale, new_mask, bool(new_mask.all())
+        return scale, new_mask
 
 
 def mask_features(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Return ``where(mask > 0, x, 0)`` (NaN-safe, unlike ``x * mask``); ``x`` itself if all valid."""
+    """Return ``where(mask > 0, x, 0)`` (NaN-safe, unlike ``x * mask``; no host synchronisation)."""
     with torch.no_grad():
         valid = mask > 0
-        all_valid = bool(valid.all())
-    if all_valid:
-        return x
     return torch.where(valid, x, x.new_zeros(()))

@@ -40,15 +40,22 @@ t512 32,857,738.
 The last decoder partial conv outputs the map channels directly (NVIDIA's layout; PConv-Keras
 adds a 1×1 convolution with a sigmoid for RGB, not used here).
 
-Optional prefill (``prefill="harmonic"``, ``"biharmonic"``, ``"gmrf"`` or ``"lwiener"``,
-:mod:`combine.nn.prefill`): the harmonic (diffusive) or biharmonic interpolation, the GMRF
-conditional mean (coefficients ``prefill_coeffs``, default
-:data:`combine.baselines.gmrf.PLANCK18_GMRF_COEFFS`) or the local Wiener filter of the default
-sky (:mod:`combine.baselines.local_wiener`, GMRF for holes too large for it), of the hole from
-the valid pixels is computed without gradient, enters the last
-decoder level as an always-valid input (like the stem), and is added to its output, whose
-weights start at zero: ``y = T_harm + f(T_v, M)``. An untrained network then fills holes as
-diffusive inpainting does, and training learns the correction towards the conditional mean.
+Optional first guess (``prefill``): a classical fill of the hole from the valid pixels enters
+the last decoder level as an always-valid input (like the stem) and is added to its output,
+whose weights start at zero: ``y = T_fg + f(T_v, M)``. An untrained network then returns the
+first guess, and training learns the correction towards the conditional mean.
+
+* ``prefill="harmonic"``: the harmonic (diffusive) interpolation, computed inside ``forward``
+  in torch (:func:`combine.nn.prefill.harmonic_fill`), unless a ``first_guess`` is passed;
+* ``prefill="biharmonic"``, ``"gmrf"``, ``"lwiener"``: classical fills (scikit-image, sparse LU,
+  dense Cholesky per hole) that are *not* part of the network: the caller computes them
+  (:class:`combine.first_guess.FirstGuess`, by :class:`combine.models.InpaintingModel` at
+  inference and by :class:`combine.training_data.InpaintingSamples` in the DataLoader workers
+  during training) and passes ``forward(x, mask, first_guess=...)`` in μK.
+
+``forward`` is torch only: no numpy, no host synchronisation (value checks of the mask are in
+:meth:`PConvUNet.check_inputs`, which callers at the boundary run), so it runs on any device
+and can be traced.
 
 Masks travel one channel wide (see :mod:`combine.nn.partial_conv`): each tensor is masked once
 (at low resolution before upsampling) and reused.
@@ -56,15 +63,13 @@ Masks travel one channel wide (see :mod:`combine.nn.partial_conv`): each tensor 
 
 from __future__ import annotations
 
-import copy
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InputError
 from .partial_conv import PartialConv2d, mask_features
-from .prefill import prefill_map
+from .prefill import harmonic_fill
 
 PRESETS: dict[str, dict] = {
     "t128": dict(levels=7, kernels=[7, 5, 3, 3, 3, 3, 3], channels=[32, 64, 128, 128, 128, 128, 128],
@@ -84,6 +89,9 @@ PRESETS: dict[str, dict] = {
 }
 
 LEAKY_SLOPE = 0.2
+
+#: ``prefill`` values whose first guess is computed outside the network and passed to ``forward``.
+EXTERNAL_PREFILLS = ("biharmonic", "gmrf", "lwiener")
 
 
 def _fit_list(values, levels, name):
@@ -139,7 +147,7 @@ class PConvUNet(nn.Module):
     def __init__(self, preset: str = "t128", in_channels: int = 1, *, levels=None, kernels=None,
                  channels=None, input_scale_uk: float = 100.0, input_offset_uk: float = 0.0,
                  stem_channels=None, stem_kernel: int = 5, decoder_kernel: int = 3, prefill=None,
-                 prefill_sweeps: int = 24, prefill_coeffs=None):
+                 prefill_sweeps: int = 24):
         super().__init__()
         if preset not in PRESETS:
             raise InputError(f"preset: unknown UNet preset {preset!r} (known: {', '.join(PRESETS)})")
@@ -153,12 +161,6 @@ class PConvUNet(nn.Module):
         prefill = base.get("prefill", "none") if prefill is None else str(prefill)
         if prefill not in ("none", "harmonic", "biharmonic", "gmrf", "lwiener"):
             raise InputError(f"prefill: unknown prefill {prefill!r} (known: none, harmonic, biharmonic, gmrf, lwiener)")
-        if prefill in ("gmrf", "lwiener"):
-            from ..baselines.gmrf import PLANCK18_GMRF_COEFFS, check_coeffs
-
-            prefill_coeffs = list(check_coeffs(PLANCK18_GMRF_COEFFS if prefill_coeffs is None else prefill_coeffs))
-        elif prefill_coeffs is not None:
-            raise InputError(f"prefill_coeffs: only used by prefill = \"gmrf\" or \"lwiener\", not {prefill!r}")
         if not (input_scale_uk > 0):
             raise InputError(f"input_scale_uk: must be > 0, got {input_scale_uk}")
         if in_channels < 1 or stem_channels < 0 or min(channels) < 1:
@@ -170,7 +172,6 @@ class PConvUNet(nn.Module):
         self.stem_channels, self.stem_kernel = stem_channels, int(stem_kernel)
         self.decoder_kernel = int(decoder_kernel)
         self.prefill, self.prefill_sweeps = prefill, int(prefill_sweeps)
-        self.prefill_coeffs = prefill_coeffs
         self._encoder_bn_frozen = False
 
         c_in = self.in_channels
@@ -227,8 +228,13 @@ class PConvUNet(nn.Module):
             "decoder_kernel": self.decoder_kernel,
             "prefill": self.prefill,
             "prefill_sweeps": self.prefill_sweeps,
-            **({"prefill_coeffs": list(self.prefill_coeffs)} if self.prefill_coeffs is not None else {}),
         }
+
+    @property
+    def needs_first_guess(self) -> bool:
+        """True when ``forward`` needs a ``first_guess`` from the caller (a classical fill that is
+        not torch: ``prefill`` ``"biharmonic"``, ``"gmrf"`` or ``"lwiener"``)."""
+        return self.prefill in EXTERNAL_PREFILLS
 
     def freeze_encoder_bn(self, frozen: bool = True) -> "PConvUNet":
         """Fix the encoder batch-norm running statistics (the paper's fine-tuning stage).
@@ -253,7 +259,8 @@ class PConvUNet(nn.Module):
         return self
 
     # ------------------------------------------------------------------ forward
-    def _check_inputs(self, x, mask):
+    def _check_shapes(self, x, mask):
+        """Shape and dtype checks only (no host synchronisation); mask as (N, 1|C, H, W) in x's dtype."""
         if not torch.is_tensor(x) or x.dim() != 4 or x.shape[1] != self.in_channels:
             shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
             raise InputError(f"x: expected a tensor of shape (N, {self.in_channels}, H, W), got {shape}")
@@ -270,31 +277,54 @@ class PConvUNet(nn.Module):
                 or mask.shape[1] not in (1, self.in_channels):
             raise InputError(f"mask: shape {tuple(mask.shape)} does not match x {tuple(x.shape)} "
                              f"(expected (N, 1, H, W), (N, {self.in_channels}, H, W) or (N, H, W))")
-        mask = mask.to(device=x.device, dtype=x.dtype)
-        with torch.no_grad():
-            if not bool(((mask == 0) | (mask == 1)).all()):
-                raise InputError("mask: not binary (values other than 0 and 1)")
-            has_valid = mask.flatten(2).amax(dim=2) > 0
-            if not bool(has_valid.all()):
-                n, c = (~has_valid).nonzero()[0].tolist()
-                raise InputError(f"mask: no valid (=1) pixel in sample {n}, channel {c}")
-        return mask
+        return mask.to(device=x.device, dtype=x.dtype)
 
-    def forward(self, x_uk: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Predict the full map in μK.
+    def _check_first_guess(self, x, first_guess) -> None:
+        if first_guess is None and self.needs_first_guess:
+            raise InputError(f"first_guess: prefill {self.prefill!r} is computed outside the network; pass "
+                             "forward(x, mask, first_guess=...) (combine.first_guess.FirstGuess.fill)")
+        if first_guess is not None:
+            if self.prefill == "none":
+                raise InputError("first_guess: this network has no first-guess input (prefill = 'none')")
+            if not torch.is_tensor(first_guess) or tuple(first_guess.shape) != tuple(x.shape):
+                shape = tuple(first_guess.shape) if torch.is_tensor(first_guess) else type(first_guess).__name__
+                raise InputError(f"first_guess: expected a tensor of x's shape {tuple(x.shape)}, got {shape}")
+
+    @torch.no_grad()
+    def check_inputs(self, x, mask) -> None:
+        """The checks of ``x`` and ``mask`` that ``forward`` leaves out because they read values:
+        shapes, a binary mask, a valid pixel in every sample and channel (these synchronise with
+        the device: run them at the boundary, as :meth:`combine.models.InpaintingModel.predict`
+        does, not in the training loop)."""
+        mask = self._check_shapes(x, mask)
+        if not bool(((mask == 0) | (mask == 1)).all()):
+            raise InputError("mask: not binary (values other than 0 and 1)")
+        has_valid = mask.flatten(2).amax(dim=2) > 0
+        if not bool(has_valid.all()):
+            n, c = (~has_valid).nonzero()[0].tolist()
+            raise InputError(f"mask: no valid (=1) pixel in sample {n}, channel {c}")
+
+    def forward(self, x_uk: torch.Tensor, mask: torch.Tensor, first_guess: torch.Tensor | None = None) -> torch.Tensor:
+        """Predict the full map in μK (torch operations only).
 
         Parameters
         ----------
         x_uk : Tensor (N, C, H, W)
             Maps in μK; hole values are ignored (may be anything, NaN included).
         mask : Tensor (N, 1, H, W), (N, C, H, W) or (N, H, W)
-            1 = valid, 0 = hole; every sample (and channel) needs at least one valid pixel.
+            1 = valid, 0 = hole; binary, every sample (and channel) with a valid pixel
+            (:meth:`check_inputs` checks the values; ``forward`` checks shapes only).
+        first_guess : Tensor (N, C, H, W), optional
+            The classical fill in μK (holes filled; its valid pixels are ignored and taken from
+            ``x_uk``); required when :attr:`needs_first_guess`, optional for ``"harmonic"``
+            (computed here otherwise).
 
         Returns
         -------
         Tensor (N, C, H, W): prediction in μK at every pixel (composite it yourself).
         """
-        mask = self._check_inputs(x_uk, mask)
+        mask = self._check_shapes(x_uk, mask)
+        self._check_first_guess(x_uk, first_guess)
         with torch.no_grad():
             valid = mask > 0
         x0 = torch.where(valid, (x_uk - self.input_offset_uk) / self.input_scale_uk, x_uk.new_zeros(()))
@@ -306,9 +336,12 @@ class PConvUNet(nn.Module):
             stem = F.relu(stem, inplace=True)  # 0 under its holes already (pconv gives 0, relu(0) = 0)
 
         prefilled = None
-        if self.prefill != "none":
-            prefilled = prefill_map(self.prefill, x0, m0, sweeps=self.prefill_sweeps,
-                                    coeffs=self.prefill_coeffs)
+        if first_guess is not None:
+            with torch.no_grad():
+                fg = (first_guess.to(x0.dtype) - self.input_offset_uk) / self.input_scale_uk
+                prefilled = torch.where(valid, x0, fg)
+        elif self.prefill == "harmonic":
+            prefilled = harmonic_fill(x0, m0, sweeps=self.prefill_sweeps)
 
         feats, masks = [], []
         h, m = x0, m0
@@ -351,14 +384,9 @@ class PConvUNet(nn.Module):
     @torch.no_grad()
     def encoder_masks(self, x_uk, mask) -> list:
         """The mask after each encoder level (list of (N, 1, h, w)), for ``x_uk``'s shape."""
-        m = self._check_inputs(x_uk, mask)
+        m = self._check_shapes(x_uk, mask)
         masks = []
         for level in self.encoder:
-            _, m, _ = level.conv.mask_update([m], [level.conv.in_ch])
+            _, m = level.conv.mask_update([m], [level.conv.in_ch])
             masks.append(m)
         return masks
-
-
-def build_unet(config: dict) -> PConvUNet:
-    """Rebuild a :class:`PConvUNet` from :meth:`PConvUNet.config` output (a copy is used)."""
-    return PConvUNet(**copy.deepcopy(config))
