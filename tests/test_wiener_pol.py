@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 
 from combine.baselines.covariance_pol import FlatTQUCovariance
-from combine.baselines.wiener_pol import DenseTQUWiener, tqu_gcr_fill, tqu_local_wiener_fill, tqu_wiener_fill
+from combine.baselines.wiener_pol import (
+    DenseTQUWiener,
+    get_tqu_baseline,
+    tqu_gcr_fill,
+    tqu_local_wiener_fill,
+    tqu_wiener_fill,
+)
 from combine.errors import InputError
 from combine.masks import circle_mask
 from combine.sky import Sky
@@ -135,3 +141,6 @@ def test_bad_tqu_input_is_an_input_error(sky):
         tqu_wiener_fill(p, np.stack([np.ones((16, 16)), mask, mask])[None], sky=sky, method="local")
     with pytest.raises(InputError, match="method"):
         tqu_wiener_fill(p, mask, sky=sky, method="magic")
+    with pytest.raises(InputError, match="no T, Q, U version"):
+        get_tqu_baseline("biharmonic")
+    assert get_tqu_baseline("gcr") is tqu_gcr_fill

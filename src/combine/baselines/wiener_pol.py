@@ -269,5 +269,19 @@ def tqu_local_wiener_fill(maps, masks, *, sky: Sky, seed=None, margin_px: int = 
     return _run(maps, masks, sky, method="local", margin_px=margin_px, rng=None)
 
 
-__all__ = ["DenseTQUWiener", "get_dense_filter", "tqu_wiener_fill", "tqu_gcr_fill", "tqu_local_wiener_fill",
+#: TQU fills by ``--method`` name, each ``fill(maps, masks, *, sky, seed=None, **options)`` on
+#: (N, 3, H, W) patches (the baseline convention of :mod:`combine.baselines`).
+TQU_BASELINES = {"wiener": tqu_wiener_fill, "gcr": tqu_gcr_fill, "lwiener": tqu_local_wiener_fill}
+
+
+def get_tqu_baseline(name: str, source: str = "--method"):
+    """The TQU fill called ``name`` (:data:`TQU_BASELINES`); InputError naming ``source`` otherwise."""
+    try:
+        return TQU_BASELINES[name]
+    except KeyError:
+        raise InputError(f"{source}: method {name!r} has no T, Q, U version (expected one of "
+                         f"{', '.join(TQU_BASELINES)}; scalar fills such as diffusive apply per field)") from None
+
+
+__all__ = ["TQU_BASELINES", "get_tqu_baseline", "DenseTQUWiener", "get_dense_filter", "tqu_wiener_fill", "tqu_gcr_fill", "tqu_local_wiener_fill",
            "DENSE_MAX_PIXELS", "DEFAULT_MARGIN_PX"]
