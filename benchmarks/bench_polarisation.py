@@ -11,7 +11,7 @@ Usage (each part writes JSON to --out; run in the background, e.g. ``nohup ... >
 TQU Wiener fill (precision-matrix algebra) against an independent Cholesky solve of
 :math:`C_{vv}` (max relative difference), and the local-window filter's hole MSE per field over
 the dense one's for several margins.
-``gcr``: E|gcr − truth|² / E|wiener − truth|² for T, Q, U (dense, 64², r = 8 px).
+``gcr``: E|gcr − truth|² / E|wiener − truth|² for T, Q, U (dense, --size 64 by default, r = 8 px).
 ``flat-eb``: pure-E 128² patches with 20 point-source holes each: apodised flat BB of per-field
 classical fills and of the TQU local Wiener / GCR against the truth's estimator floor.
 ``leakage``: a pure-E (and a lensed) full sky with a point-source mask; BB of the zero-filled
@@ -92,8 +92,8 @@ def bench_gcr(args):
     from combine.sky.polarisation import simulate_flat_tqu
 
     sky = Sky.preset_named("planck18-eval")
-    size = 64
-    truth = simulate_flat_tqu(args.n, size, sky=sky, seed=2).astype(np.float64)
+    size = args.size
+    truth = simulate_flat_tqu(args.n, size, sky=sky, seed=2, min_size=2).astype(np.float64)
     mask = circle_mask(size, 8)
     hole = mask == 0
     wf = tqu_wiener_fill(truth, mask, sky=sky, method="dense")
@@ -242,6 +242,7 @@ def main():
     p.add_argument("--n", type=int, default=16, help="patches (dense: 16, gcr: use ~200)")
     p.add_argument("--radii", type=int, nargs="+", default=[4, 8, 16, 24])
     p.add_argument("--margins", type=int, nargs="+", default=[4, 8, 12, 16])
+    p.add_argument("--size", type=int, default=64, help="gcr: patch side")
     p.add_argument("--nside", type=int, default=512)
     p.add_argument("--beam-arcmin", type=float, default=10.0)
     p.add_argument("--holes", type=int, default=1500)

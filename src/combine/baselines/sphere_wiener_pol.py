@@ -10,7 +10,7 @@ HEALPix pixel window in the spectra; white noise per pixel):
 .. math::
 
     \\mu_h = C_{ho} C_{oo}^{-1} d_o, \\qquad
-    x_h = \\mu_h + L z, \\quad LL^T = \\Sigma_h = C_{hh} - C_{ho} C_{oo}^{-1} C_{oh}, \\quad z \\sim N(0, I).
+    x_h = \\mu_h + S z, \\quad SS^T = \\Sigma_h = C_{hh} - C_{ho} C_{oo}^{-1} C_{oh}, \\quad z \\sim N(0, I).
 
 Holes are filled independently (each from its own disc). This is the sphere counterpart of
 ``method="local"`` of :mod:`combine.baselines.wiener_pol`; it needs no projection and leaves
@@ -27,7 +27,7 @@ from ..errors import InputError
 from ..sky.model import Sky
 from ..validation import UNSEEN
 from .covariance_pol import SphereTQUCovariance
-from .wiener_pol import REGULARISATION_REL, cholesky_with_floor
+from .wiener_pol import REGULARISATION_REL, cholesky_with_floor, psd_sqrt
 
 #: Largest hole (pixels per field) filled by one dense window solve.
 MAX_HOLE_PX = 4000
@@ -153,9 +153,7 @@ def sphere_tqu_fill(tqu_map, mask, *, sky: Sky, seed=None, rng=None, gcr: bool =
         d_o = torch.from_numpy(m[:, win].astype(np.float64).reshape(-1))
         mu = (d_o @ wts).numpy()
         if gcr:
-            sigma = torch.from_numpy(cov.between(v_h, v_h, noise=True)) - c_oh.T @ wts
-            l_s = cholesky_with_floor(0.5 * (sigma + sigma.T), np.repeat(floors_min, comp.size),
-                                      "hole posterior covariance")
+            l_s = psd_sqrt(torch.from_numpy(cov.between(v_h, v_h, noise=True)) - c_oh.T @ wts)
             mu = mu + (l_s @ torch.from_numpy(rng.standard_normal(l_s.shape[0]))).numpy()
         out[:, comp] = mu.reshape(3, comp.size)
         if progress is not None:

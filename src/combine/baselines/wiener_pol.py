@@ -101,6 +101,20 @@ def cholesky_with_floor(c: torch.Tensor, floor: np.ndarray, what: str) -> torch.
     raise InputError(f"sky: {what} is not positive definite (even with a diagonal floor)")
 
 
+def psd_sqrt(sigma: torch.Tensor) -> torch.Tensor:
+    """A square root :math:`S` with :math:`SS^T = \\Sigma` of a symmetric positive semi-definite
+    matrix, by ``torch.linalg.eigh`` with negative eigenvalues set to zero.
+
+    A noiseless smooth sky leaves a hole posterior :math:`\\Sigma_h` whose smallest eigenvalues are
+    below the round-off of the Schur complement (measured: −1.0 μK² against a largest 9838 μK² for a
+    36-pixel Nside-512 hole, 10' beam), where a Cholesky factorisation fails; clipping them changes
+    the draw by that round-off only.
+    """
+    sym = 0.5 * (sigma + sigma.T)
+    evals, evecs = torch.linalg.eigh(sym)
+    return evecs * torch.sqrt(torch.clamp(evals, min=0.0))[None, :]
+
+
 def _groups(holes: np.ndarray) -> list[list[int]]:
     groups: dict[bytes, list[int]] = {}
     for i, h in enumerate(holes):
@@ -203,7 +217,6 @@ def _local_fill(data, holes, out, sky, rng, margin_px):
     h, w = data.shape[-2:]
     cov = FlatTQUCovariance(sky, max(h, w) - 1)
     floors = _floors(cov)
-    floors_min = _floors(cov, subtract_noise=False)
     for members in _groups(holes[:, 0]):
         hole2d = holes[members[0], 0]
         block = data[members]  # (k, 3, H, W)
@@ -217,9 +230,7 @@ def _local_fill(data, holes, out, sky, rng, margin_px):
             d_o = torch.from_numpy(block[:, :, win_yx[:, 0], win_yx[:, 1]].reshape(len(members), -1))
             mu = (d_o @ wts).numpy()  # (maps, 3k)
             if rng is not None:
-                sigma = torch.from_numpy(cov.between(hole_yx, hole_yx, noise=True)) - c_oh.T @ wts
-                l_s = cholesky_with_floor(0.5 * (sigma + sigma.T), np.repeat(floors_min, len(hole_yx)),
-                                          "hole posterior covariance")
+                l_s = psd_sqrt(torch.from_numpy(cov.between(hole_yx, hole_yx, noise=True)) - c_oh.T @ wts)
                 z = torch.from_numpy(rng.standard_normal((l_s.shape[0], len(members))))
                 mu = mu + (l_s @ z).T.numpy()
             vals = mu.reshape(len(members), 3, -1)
