@@ -124,5 +124,9 @@ def test_sphere_fill_rejects_bad_input():
     bad[1, 5] = np.nan
     with pytest.raises(InputError, match="NaN"):
         sphere_tqu_fill(bad, mask, sky=sky)
+    big = np.ones(hp.nside2npix(nside))
+    big[:40] = 0
+    with pytest.raises(InputError, match="max_hole_px"):
+        sphere_tqu_fill(m, big, sky=sky, max_hole_px=10)
     with pytest.raises(InputError, match="one mask"):
         sphere_tqu_fill(m, np.stack([mask, np.ones_like(mask), mask]), sky=sky)

@@ -30,8 +30,11 @@ What ``wiener`` means for TQU patches
 * ``method="auto"`` (the default of :func:`tqu_wiener_fill`, ``combine inpaint --method wiener``
   on TQU input): dense for patches of at most 64² pixels, local otherwise (128²).
 
-Measured against the dense optimum (``benchmarks/bench_polarisation.py``; docs/polarisation.md
-lists the figures): the local filter's hole MSE over the dense one's for the default margin.
+Measured against the dense optimum (``benchmarks/bench_polarisation.py dense``, 16 planck18-eval
+64² patches, centred holes r = 4, 8, 16, 24 px; docs/polarisation.md): the dense fill agrees with
+an independent Cholesky solve of :math:`C_{vv}` to ≤ 3e-10; the local filter's Q/U hole MSE is
+within 9 % of the dense one's at the default margin 12 px (1.01, 1.01, 1.09, 1.04 for U), within
+6 % at 16 px, and up to 18 % at 4 px.
 """
 
 from __future__ import annotations
