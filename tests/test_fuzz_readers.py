@@ -109,6 +109,14 @@ def test_mask_file_reader_raises_only_input_errors(data):
     _only_input_errors(_read_mask_file, _write("mask.npy", data))
 
 
+@SETTINGS
+@given(_file_bytes("png"))
+def test_mask_file_reader_png_raises_only_input_errors(data):
+    from combine.masks import _read_mask_file
+
+    _only_input_errors(_read_mask_file, _write("mask.png", data))
+
+
 @st.composite
 def npy_headers(draw):
     """A syntactically plausible .npy header with random dtype, order and shape, random body."""
