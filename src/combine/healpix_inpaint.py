@@ -52,11 +52,10 @@ import math
 import numpy as np
 
 from .errors import InputError
+from .sphere.holes import NEIGHBOUR_CHUNK, find_holes, hole_geometry  # noqa: F401  (re-exported)
 from .validation import UNSEEN
 
 ARCMIN_RAD = math.pi / (180.0 * 60.0)
-#: Neighbour look-ups per chunk while finding holes (8 x int64 each: 64 MB).
-NEIGHBOUR_CHUNK = 1_000_000
 
 
 # --------------------------------------------------------------------------------------------
@@ -104,68 +103,6 @@ def check_healpix_inputs(hmap, hmask, map_source: str = "map", mask_source: str 
 # --------------------------------------------------------------------------------------------
 # holes and clusters
 # --------------------------------------------------------------------------------------------
-def find_holes(hole_pixels, nside: int, *, nest: bool = False):
-    """Connected groups of masked pixels (8-neighbour connectivity).
-
-    Parameters
-    ----------
-    hole_pixels : ndarray of int, sorted ascending
-        Indices of the masked pixels.
-    nside, nest
-        HEALPix resolution and ordering.
-
-    Returns
-    -------
-    n_holes : int
-    labels : ndarray of int, shape of ``hole_pixels``
-        Hole index (0 .. n_holes-1) of each masked pixel.
-    """
-    import healpy as hp
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    pix = np.asarray(hole_pixels, dtype=np.int64)
-    n = pix.size
-    if n == 0:
-        return 0, np.zeros(0, dtype=np.int64)
-    src, dst = [], []
-    for start in range(0, n, NEIGHBOUR_CHUNK):
-        chunk = pix[start:start + NEIGHBOUR_CHUNK]
-        nb = hp.get_all_neighbours(nside, chunk, nest=nest)  # (8, k), -1 where there is none
-        idx = np.minimum(np.searchsorted(pix, nb), n - 1)
-        is_hole = (nb >= 0) & (pix[idx] == nb)
-        k, j = np.nonzero(is_hole)
-        src.append(start + j)
-        dst.append(idx[k, j])
-        del nb, idx, is_hole
-    src, dst = np.concatenate(src), np.concatenate(dst)
-    graph = coo_matrix((np.ones(src.size, dtype=np.int8), (src, dst)), shape=(n, n)).tocsr()
-    n_holes, labels = connected_components(graph, directed=False)
-    return int(n_holes), labels.astype(np.int64)
-
-
-def hole_geometry(hole_pixels, labels, n_holes: int, nside: int, *, nest: bool = False):
-    """Centre unit vectors (n_holes, 3), radii (rad) and pixel counts of the holes.
-
-    .. math::
-
-        \\hat c_h \\propto \\sum_{p \\in h} \\hat n_p, \\qquad
-        r_h = \\max_{p \\in h} \\arccos(\\hat n_p\\cdot\\hat c_h) + \\rho_{pix}
-    """
-    import healpy as hp
-
-    vec = np.stack(hp.pix2vec(nside, hole_pixels, nest=nest), axis=1)  # (n, 3)
-    centre = np.stack([np.bincount(labels, weights=vec[:, k], minlength=n_holes) for k in range(3)], axis=1)
-    norm = np.linalg.norm(centre, axis=1, keepdims=True)
-    centre = centre / np.where(norm > 0, norm, 1.0)
-    ang = np.arccos(np.clip(np.einsum("ij,ij->i", vec, centre[labels]), -1.0, 1.0))
-    radius = np.zeros(n_holes)
-    np.maximum.at(radius, labels, ang)
-    radius[norm[:, 0] < 1e-9] = math.pi  # a hole round the whole sphere
-    counts = np.bincount(labels, minlength=n_holes)
-    return centre, radius + hp.max_pixrad(nside), counts
-
-
 def cluster_holes(centres, radii, usable_rad: float, link_rad: float):
     """Greedy clustering of holes into patches (module docstring, step 2).
 
