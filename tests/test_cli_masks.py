@@ -226,3 +226,13 @@ def test_help_lists_kinds(capsys):
     text = capsys.readouterr().out
     for word in ("random", "circle", "points", "files", "--preview", "--center"):
         assert word in text
+
+
+def test_too_many_masks_refused_before_writing(tmp_path, capsys):
+    """--n 100000000 masks of 128² float32 (6.6 TB) is refused naming the space needed; no file."""
+    from combine.cli import main
+
+    status = main(["masks", "--kind", "random", "--n", "100000000", "--out", str(tmp_path / "m.npy")])
+    err = capsys.readouterr().err
+    assert status == 2 and "need 6.55e+03 GB on disk" in err and len(err.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []

@@ -156,11 +156,21 @@ def _read_healpix_hdul(path, field):
             if ordering not in ("", "RING", "NESTED", "NEST"):
                 raise InputError(f"{path}: unknown HEALPix ORDERING {ordering!r} (expected RING or NESTED)")
             n_fields = len(hdu.columns)
-            if not 0 <= field < n_fields:
+            if field is None:
+                names, arrays, units, formats = [], [], [], []
+                for i, c in enumerate(hdu.columns):
+                    d = np.asarray(hdu.data.field(i))
+                    arrays.append(d.astype(d.dtype.newbyteorder("="), copy=True).ravel())
+                    names.append(c.name or f"COLUMN{i + 1}")
+                    units.append(c.unit or None)
+                    formats.append(str(c.format))
+                values = arrays[0]
+            elif not 0 <= field < n_fields:
                 raise InputError(f"{path}: no column {field} (the map has {n_fields})")
-            col = hdu.columns[field]
-            data = np.asarray(hdu.data.field(field))
-            values = data.astype(data.dtype.newbyteorder("="), copy=True).ravel()
+            else:
+                col = hdu.columns[field]
+                data = np.asarray(hdu.data.field(field))
+                values = data.astype(data.dtype.newbyteorder("="), copy=True).ravel()
         except InputError:
             raise
         except Exception as exc:  # truncated data, bad table
@@ -173,6 +183,12 @@ def _read_healpix_hdul(path, field):
                              f"(Nside {nside}); truncated file?")
         keep = fits.Header([c for c in hdr.cards if _keep_keyword(c.keyword)])
         primary = fits.Header([c for c in hdul[0].header.cards if _keep_keyword(c.keyword)])
+        if field is None:
+            if any(a.size != values.size for a in arrays):
+                raise InputError(f"{path}: columns of different lengths; not a HEALPix map table")
+            return HealpixTable(names=names, arrays=arrays, units=units, formats=formats, nside=nside,
+                                nest=ordering in ("NESTED", "NEST"), ordering_in_header=bool(ordering),
+                                header=keep, primary_header=primary)
         return HealpixMap(values=values, nside=nside, nest=ordering in ("NESTED", "NEST"),
                           ordering_in_header=bool(ordering), unit=(col.unit or None), column=col.name or "T",
                           header=keep, primary_header=primary)
@@ -241,6 +257,145 @@ def write_healpix_fits(path, values, *, nest: bool = False, unit: str | None = N
 
 
 # --------------------------------------------------------------------------------------------
+# Planck-format multi-column HEALPix FITS, units
+# --------------------------------------------------------------------------------------------
+#: Temperature units understood (normalised: upper case, μ/µ -> U, spaces and '_CMB' suffix
+#: dropped), as the factor converting to μK.
+UNIT_TO_UK = {"K": 1e6, "KCMB": 1e6, "MK": 1e3, "MKCMB": 1e3, "UK": 1.0, "UKCMB": 1.0, "MICROK": 1.0}
+
+#: A map without a unit whose valid pixels have an rms below this is taken to be in kelvin.
+KELVIN_RMS_THRESHOLD = 1e-2
+
+
+def _normalise_unit(unit: str) -> str:
+    u = str(unit).strip().replace("μ", "u").replace("µ", "u").upper().replace(" ", "").replace("-", "_")
+    return u.replace("_CMB", "CMB").replace("_", "")
+
+
+def unit_to_uk(unit, source: str = "unit") -> float:
+    """Factor converting values in ``unit`` (K, K_CMB, mK, uK, uK_CMB, μK) to μK; InputError otherwise."""
+    key = _normalise_unit(unit)
+    if key not in UNIT_TO_UK:
+        raise InputError(f"{source}: unknown temperature unit {unit!r} (known: K, K_CMB, mK, uK, uK_CMB, μK)")
+    return UNIT_TO_UK[key]
+
+
+def variance_unit_to_uk2(unit, source: str = "unit") -> float:
+    """Factor converting a variance in ``unit`` (K^2, K_CMB^2, Kcmb2, uK^2, μK², ...) to μK²."""
+    u = str(unit).strip().replace("²", "^2").replace("**2", "^2")
+    base = u[:-2] if u.endswith("^2") else (u[:-1] if u.endswith("2") else None)
+    if base is None:
+        raise InputError(f"{source}: unit {unit!r} is not a variance (expected e.g. K_CMB^2 or uK^2)")
+    return unit_to_uk(base, source) ** 2
+
+
+@dataclasses.dataclass
+class HealpixTable:
+    """Every column of a HEALPix FITS table (Planck format: I_STOKES, Q_STOKES, U_STOKES, HITS,
+    II_COV, ...), with what is needed to write it back alike (:func:`write_healpix_table`)."""
+
+    names: list
+    arrays: list
+    units: list
+    formats: list
+    nside: int
+    nest: bool
+    ordering_in_header: bool
+    header: object
+    primary_header: object
+
+    def index(self, column, source: str = "--column") -> int:
+        """Column index from a name (case-insensitive) or an index (int or digit string)."""
+        if isinstance(column, (int, np.integer)) or (isinstance(column, str) and column.strip().lstrip("-").isdigit()):
+            i = int(column)
+            if not 0 <= i < len(self.names):
+                raise InputError(f"{source}: no column {i} (the map has {len(self.names)}: {', '.join(self.names)})")
+            return i
+        wanted = str(column).strip().upper()
+        for i, name in enumerate(self.names):
+            if name.strip().upper() == wanted:
+                return i
+        raise InputError(f"{source}: no column named {column!r} (columns: {', '.join(self.names)})")
+
+
+def read_healpix_table(path) -> HealpixTable:
+    """Read every column of a full-sky HEALPix FITS map (see :func:`read_healpix_fits`)."""
+    path = _require_file(path)
+    error = None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            table = _read_healpix_hdul(path, None)
+        except InputError as exc:
+            error = exc
+    truncated = [w for w in caught if "truncated" in str(w.message).lower()]
+    if truncated:
+        raise InputError(f"{path}: truncated FITS file ({truncated[0].message})") from None
+    if error is not None:
+        raise error
+    return table
+
+
+def write_healpix_table(path, table: HealpixTable, replace: dict | None = None, *, header_cards=(),
+                        history: str | None = None) -> Path:
+    """Write ``table`` back (same columns, formats, units, ordering and keywords) atomically, with
+    the columns in ``replace`` ({index: values in the column's unit}) replaced, ``header_cards``
+    ((key, value, comment) tuples; long strings continue on CONTINUE cards) and a HISTORY card."""
+    import healpy as hp
+    from astropy.io import fits
+
+    replace = replace or {}
+    npix = hp.nside2npix(table.nside)
+    repeat = 1024 if npix % 1024 == 0 else 1
+    cols = []
+    for i, (name, arr, unit, fmt) in enumerate(zip(table.names, table.arrays, table.units, table.formats)):
+        values = np.asarray(replace.get(i, arr))
+        code = fmt.lstrip("0123456789") or "E"
+        if i in replace:
+            values = values.astype(np.float64 if code == "D" else np.float32)
+            code = "D" if code == "D" else "E"
+        else:
+            values = np.asarray(arr)
+        cols.append(fits.Column(name=name, format=f"{repeat}{code}", unit=unit or None,
+                                array=values.reshape(npix // repeat, repeat)))
+    hdu = fits.BinTableHDU.from_columns(cols)
+    h = hdu.header
+    h["PIXTYPE"] = ("HEALPIX", "HEALPIX pixelisation")
+    h["ORDERING"] = ("NESTED" if table.nest else "RING", "Pixel ordering scheme, either RING or NESTED")
+    h["NSIDE"] = (int(table.nside), "Resolution parameter of HEALPIX")
+    h["FIRSTPIX"] = (0, "First pixel # (0 based)")
+    h["LASTPIX"] = (npix - 1, "Last pixel # (0 based)")
+    h["INDXSCHM"] = ("IMPLICIT", "Indexing: IMPLICIT or EXPLICIT")
+    if table.header is not None:
+        for card in table.header.cards:
+            if _keep_keyword(card.keyword) and card.keyword not in {k for k, *_ in header_cards}:
+                h.append(card, end=True)
+    if "OBJECT" not in h:
+        h["OBJECT"] = ("FULLSKY", "Sky coverage, either FULLSKY or PARTIAL")
+    for key, value, comment in header_cards:
+        h[key] = (value, comment)
+    if history:
+        h.add_history(history)
+    primary = fits.PrimaryHDU()
+    if table.primary_header is not None:
+        for card in table.primary_header.cards:
+            if _keep_keyword(card.keyword):
+                primary.header.append(card, end=True)
+    with atomic_path(path) as tmp:
+        fits.HDUList([primary, hdu]).writeto(tmp)
+    return Path(path)
+
+
+def looks_like_kelvin(values_valid) -> bool:
+    """True if the rms of ``values_valid`` is below :data:`KELVIN_RMS_THRESHOLD` (but not all zero)."""
+    v = np.asarray(values_valid, dtype=np.float64)
+    if v.size == 0:
+        return False
+    rms = float(np.sqrt(np.mean(v * v)))
+    return 0.0 < rms < KELVIN_RMS_THRESHOLD
+
+
+# --------------------------------------------------------------------------------------------
 # .npy
 # --------------------------------------------------------------------------------------------
 def read_npy(path, *, ndims=(2, 3, 4)) -> np.ndarray:
@@ -252,6 +407,9 @@ def read_npy(path, *, ndims=(2, 3, 4)) -> np.ndarray:
         raise InputError(f"{path}: not a readable .npy array ({type(exc).__name__}: {exc})") from None
     if not isinstance(arr, np.ndarray) or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
         raise InputError(f"{path}: expected a numeric array, got dtype {getattr(arr, 'dtype', type(arr))}")
+    if np.issubdtype(arr.dtype, np.complexfloating):
+        raise InputError(f"{path}: complex array (dtype {arr.dtype}); maps are real temperatures "
+                         "(float, or integers converted to float32)")
     if arr.ndim not in ndims:
         raise InputError(f"{path}: expected an array with {' or '.join(map(str, ndims))} dimensions, "
                          f"got shape {arr.shape}")
@@ -391,6 +549,12 @@ __all__ = [
     "file_kind",
     "read_healpix_fits",
     "write_healpix_fits",
+    "HealpixTable",
+    "read_healpix_table",
+    "write_healpix_table",
+    "unit_to_uk",
+    "variance_unit_to_uk2",
+    "looks_like_kelvin",
     "read_npy",
     "write_npy",
     "read_png",

@@ -37,6 +37,11 @@ circle   one disc of radius --radius px (default {DEFAULT_RADIUS_PX:g}) at --cen
          in px; default the patch centre); the N masks are identical.
 points   point-source holes: discs with diameters log-uniform in 3-30 arcmin at 1.7177'
          pixels, 1-20 per 128² patch (count scaled with the area); ~3% of the pixels.
+sphere-points (or points with --nside N)
+         a full-sky HEALPix point-source mask written as FITS (--out MASK.fits): a seeded
+         Planck-like catalogue of --n sources (default 2000; uniform positions, Euclidean counts,
+         radius r = r_min sqrt(1 + (2/9) ln(S/S_min)) with r_min = --radius arcmin, default 15',
+         ~1.1 % of the sky), or the sources of --catalogue FILE (CSV lon, lat, radius_arcmin).
 files    masks read from --from DIR (*.png: white = valid; *.npy: 0/1), augmented as the
          original CoMBInE did: random rotation (1.5x zoom), random hole dilation, random crop.
 
@@ -52,9 +57,14 @@ def register(subparsers, common):
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--kind", required=True, choices=("random", "circle", "points", "files"), help="mask generator")
-    p.add_argument("--n", required=True, type=int, metavar="N", help="number of masks")
-    p.add_argument("--out", required=True, metavar="MASKS.npy", help="output file (N, size, size) float32")
+    p.add_argument("--kind", required=True, choices=("random", "circle", "points", "sphere-points", "files"),
+                   help="mask generator")
+    p.add_argument("--n", type=int, metavar="N", help="number of masks (sphere: of sources, default 2000)")
+    p.add_argument("--out", required=True, metavar="MASKS.npy", help="output file (N, size, size) float32, or "
+                                                                     "a HEALPix .fits for sphere masks")
+    p.add_argument("--nside", type=int, default=None, help="HEALPix Nside of a sphere point-source mask")
+    p.add_argument("--catalogue", metavar="CSV", help="sphere masks: sources lon, lat (deg), radius_arcmin")
+    p.add_argument("--overwrite", action="store_true", help="sphere masks: replace an existing output")
     p.add_argument("--size", type=int, default=PATCH_SIZE,
                    help=f"mask side in pixels, {MIN_PATCH_SIZE}..{MAX_SIZE} (default %(default)s)")
     p.add_argument("--radius", type=float, metavar="R",
@@ -83,7 +93,21 @@ def _check_out_path(path: Path, option: str, suffix: str) -> None:
         raise InputError(f"{path}: directory {parent} is not writable")
 
 
+def _check_disk(path: Path, n_bytes: int, what: str) -> None:
+    """Refuse (before writing) an output larger than the free space of its file system."""
+    import shutil
+
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    free = shutil.disk_usage(parent).free
+    if n_bytes > free:
+        raise InputError(f"--n: {what} need {n_bytes / 1e9:.3g} GB on disk, only {free / 1e9:.3g} GB free in {parent}")
+
+
 def _check_args(args) -> None:
+    if args.n is None:
+        raise InputError("--n: number of masks is required")
     if args.n < 1:
         raise InputError(f"--n: need at least one mask, got {args.n}")
     if not MIN_PATCH_SIZE <= args.size <= MAX_SIZE:
@@ -115,6 +139,7 @@ def _check_args(args) -> None:
             raise InputError(f"{args.from_dir}: mask directory does not exist")
     out = Path(args.out)
     _check_out_path(out, "--out", ".npy")
+    _check_disk(out, args.n * args.size * args.size * 4 + 128, f"{args.n} masks of {args.size}² float32")
     if args.preview is not None:
         preview = Path(args.preview)
         _check_out_path(preview, "--preview", ".png")
@@ -150,7 +175,65 @@ def _source(args) -> str:
     return args.from_dir if args.kind == "files" else f"--kind {args.kind}"
 
 
+def _run_sphere(args):
+    """``--kind sphere-points`` (or ``points --nside``): a HEALPix point-source mask FITS."""
+    import healpy as hp
+
+    from ..image_io import write_healpix_fits
+    from ..sphere.point_sources import (DEFAULT_MIN_RADIUS_ARCMIN, DEFAULT_N_SOURCES, catalogue_mask,
+                                        draw_catalogue, read_catalogue)
+
+    if args.nside is None:
+        raise InputError("--nside: a sphere point-source mask needs --nside")
+    if not hp.isnsideok(args.nside, nest=True) or not 1 <= args.nside <= 8192:
+        raise InputError(f"--nside: must be a power of 2 in 1..8192, got {args.nside}")
+    for option, value in (("--center", args.center), ("--from", args.from_dir), ("--preview", args.preview)):
+        if value is not None:
+            raise InputError(f"{option}: does not apply to a sphere point-source mask")
+    out = Path(args.out)
+    if not str(out).lower().endswith((".fits", ".fits.gz")):
+        raise InputError(f"--out {out}: a sphere mask is written as .fits or .fits.gz")
+    if out.exists() and not args.overwrite:
+        raise InputError(f"{out}: already exists (pass --overwrite to replace it)")
+    npix = hp.nside2npix(args.nside)
+    _check_disk(out, npix * 4 + 8640, f"an Nside {args.nside} mask ({npix} float32 pixels) would")
+    if args.catalogue is not None:
+        if args.n is not None or args.seed is not None or args.radius is not None:
+            raise InputError("--catalogue: give either a catalogue or --n / --seed / --radius, not both")
+        cat = read_catalogue(args.catalogue)
+        seed = None
+    else:
+        n = DEFAULT_N_SOURCES if args.n is None else args.n
+        if n < 1 or n > 10_000_000:
+            raise InputError(f"--n: number of sources must be in 1..10000000, got {n}")
+        if args.seed is not None and args.seed < 0:
+            raise InputError(f"--seed: must be >= 0, got {args.seed}")
+        seed = args.seed if args.seed is not None else int(np.random.SeedSequence().entropy % (2**63))
+        cat = draw_catalogue(n, min_radius_arcmin=DEFAULT_MIN_RADIUS_ARCMIN if args.radius is None else args.radius,
+                             seed=seed)
+    mask = catalogue_mask(cat, args.nside)
+    if mask.max() == 0:
+        raise InputError(f"{args.catalogue or '--n'}: the sources cover the whole sky (no valid pixel)")
+    write_healpix_fits(out, mask.astype(np.float32), nest=False, column="MASK",
+                       history=f"combine masks --kind sphere-points: {len(cat)} sources"
+                               + (f", seed {seed}" if seed is not None else f" from {args.catalogue}"))
+    if not args.quiet:
+        from ..sphere.holes import find_holes
+
+        n_holes = find_holes(np.flatnonzero(mask == 0), args.nside)[0]
+        src = f"seed {seed}" if seed is not None else f"catalogue {args.catalogue}"
+        print(f"wrote an Nside {args.nside} point-source mask to {out}: {len(cat)} sources, {n_holes} holes, "
+              f"{100 * (1 - mask.mean()):.2f} % of the sky masked, radii {cat[:, 2].min():.1f}-{cat[:, 2].max():.1f}'; "
+              f"{src}", file=sys.stdout)
+    return 0
+
+
 def run(args):
+    if args.kind == "sphere-points" or (args.kind == "points" and args.nside is not None):
+        return _run_sphere(args)
+    for option, value in (("--nside", args.nside), ("--catalogue", args.catalogue)):
+        if value is not None:
+            raise InputError(f"{option}: applies only to --kind sphere-points (or points with --nside)")
     _check_args(args)
     from ..atomic import atomic_path
     from ..progress import progress
