@@ -244,7 +244,7 @@ def _read_map(args, kind):
 
     if kind == "fits":
         table = read_healpix_table(args.input)
-        col = table.index(args.column, "--column")
+        col = table.index(args.column, f"{args.input}: --column")
         nest = table.nest
         if not table.ordering_in_header:
             nest = bool(args.nest)

@@ -20,12 +20,12 @@ squared chord :math:`d^2 = \\lVert\\hat n_p - \\hat n_q\\rVert^2 = 2(1 - \\cos\\
 evaluated once (Legendre sum) on a uniform grid of :math:`d^2` and interpolated (cubic Lagrange
 through the 4 nearest grid points, error :math:`O(h^4)`) at the
 pairs' :math:`d^2`, computed from the unit vectors in float64 (no ``arccos``, which loses precision
-at small angles). The grid starts at 2¹⁴ points and is doubled (up to 2²¹) until the
+at small angles). The grid starts at 2¹² points and is doubled (up to 2²¹) until the
 interpolation error at 256 random separations, against the direct sum, is below
 :data:`TABLE_TOLERANCE` :math:`\\xi(0)`. That accuracy matters: :math:`C_{oo} + N` has condition
 numbers up to ~1e7 at Nside 2048 (1 μK·arcmin noise), and a linear interpolation's 1e-8 error
 (periodic in :math:`d^2`, so at high ℓ where the signal is below the noise) moved the fill of a
-dense test by 2e-3 of its rms; the cubic one leaves 1e-6.
+dense test by 2e-3 of its rms; the cubic one leaves 2e-5.
 """
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ import torch
 from ..errors import InputError
 
 #: Smallest and largest number of points of the d² grid, and the interpolation tolerance (× ξ(0)).
-TABLE_POINTS = 1 << 14
+TABLE_POINTS = 1 << 12
 TABLE_MAX_POINTS = 1 << 21
-TABLE_TOLERANCE = 1e-11
+TABLE_TOLERANCE = 1e-10
 
 
 class CorrelationTable:
@@ -85,27 +85,44 @@ class CorrelationTable:
         points = int(points)
         while True:
             self.step = self.d2_max / (points - 1)
-            self.values_uk2 = torch.from_numpy(xi_at(np.linspace(0.0, self.d2_max, points)))
+            self._set_values(xi_at(np.linspace(0.0, self.d2_max, points)))
             self.xi0_uk2 = float(self.values_uk2[0])
-            self.error_rel = float((self(torch.from_numpy(probe)) - exact).abs().max()) / abs(self.xi0_uk2)
+            self.error_rel = float((self(torch.from_numpy(probe.copy())) - exact).abs().max()) / abs(self.xi0_uk2)
             if self.error_rel < TABLE_TOLERANCE or points >= TABLE_MAX_POINTS:
                 break
             points *= 2
         self.points = points
 
+    def _set_values(self, xi: np.ndarray) -> None:
+        """Per-interval cubic coefficients (Horner form in t = x - i) of the Lagrange interpolant
+        through grid points i-1..i+2; the first and last intervals reuse their neighbour's cubic."""
+        v = np.asarray(xi, dtype=np.float64)
+        vm, v0, v1, v2 = v[:-3], v[1:-2], v[2:-1], v[3:]  # interval i = 1 .. n-3
+        c = np.empty((4, v.size - 1))
+        c[0, 1:-1] = v0
+        c[1, 1:-1] = -vm / 3.0 - v0 / 2.0 + v1 - v2 / 6.0
+        c[2, 1:-1] = vm / 2.0 - v0 + v1 / 2.0
+        c[3, 1:-1] = (-vm + 3.0 * v0 - 3.0 * v1 + v2) / 6.0
+        a0, a1, a2, a3 = c[:, 1]  # interval 0: p_1(s - 1)
+        c[:, 0] = (a0 - a1 + a2 - a3, a1 - 2 * a2 + 3 * a3, a2 - 3 * a3, a3)
+        b0, b1, b2, b3 = c[:, -2]  # last interval: p_{n-3}(s + 1)
+        c[:, -1] = (b0 + b1 + b2 + b3, b1 + 2 * b2 + 3 * b3, b2 + 3 * b3, b3)
+        self.values_uk2 = torch.from_numpy(v)
+        self._coeffs = [torch.from_numpy(np.ascontiguousarray(c[k])) for k in range(4)]
+
     def __call__(self, d2: torch.Tensor) -> torch.Tensor:
-        """:math:`\\xi` (μK², float64) at squared chords ``d2`` (any shape): cubic Lagrange
-        interpolation through grid points i-1..i+2 (i clamped to [1, n-3] at the ends)."""
-        x = torch.clamp(d2, 0.0, self.d2_max) * (1.0 / self.step)
-        i = torch.clamp(x.to(torch.int64), 1, self.values_uk2.numel() - 3)
-        t = x - i
-        v = self.values_uk2
-        tm1, tp1, tm2 = t - 1.0, t + 1.0, t - 2.0
-        out = v[i - 1] * (t * tm1 * tm2 * (-1.0 / 6.0))
-        out += v[i] * (tp1 * tm1 * tm2 * 0.5)
-        out += v[i + 1] * (tp1 * t * tm2 * -0.5)
-        out += v[i + 2] * (tp1 * t * tm1 * (1.0 / 6.0))
-        return out
+        """:math:`\\xi` (μK², float64) at squared chords ``d2`` (any shape; overwritten): cubic
+        Lagrange interpolation through the 4 nearest grid points, evaluated in Horner form.
+        Element-wise and memory-bound: callers pass one matrix at a time (cache-sized), which
+        measured 10x faster than a batch of 18 at once with the direct Lagrange formula."""
+        x = d2.clamp_(0.0, self.d2_max).mul_(1.0 / self.step)
+        i = x.to(torch.int64).clamp_(0, self.values_uk2.numel() - 2)
+        t = x.sub_(i)
+        c = self._coeffs
+        out = torch.take(c[3], i).mul_(t)
+        out.add_(torch.take(c[2], i)).mul_(t)
+        out.add_(torch.take(c[1], i)).mul_(t)
+        return out.add_(torch.take(c[0], i))
 
     def between(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """:math:`\\xi(\\hat n_a, \\hat n_b)` for unit vectors ``a`` (..., n, 3), ``b`` (..., m, 3)."""

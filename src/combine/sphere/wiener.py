@@ -131,27 +131,25 @@ class _Problem:
         no = [g.context_start[k + 1] - g.context_start[k] for k in batch]
         nh = [g.hole_start[k + 1] - g.hole_start[k] for k in batch]
         No, Nh = _padded(max(no)), _padded(max(nh))
-        vo = torch.zeros(B, No, 3, dtype=torch.float64)
-        vh = torch.zeros(B, Nh, 3, dtype=torch.float64)
-        vo[..., 2] = 1.0
-        vh[..., 2] = 1.0
-        mo = torch.zeros(B, No, dtype=torch.float64)
-        mh = torch.zeros(B, Nh, dtype=torch.float64)
+        c_oo = torch.zeros(B, No, No, dtype=torch.float64)
+        c_ho = torch.zeros(B, Nh, No, dtype=torch.float64)
+        c_hh = torch.zeros(B, Nh, Nh, dtype=torch.float64) if self.realisations > 0 else None
         d = torch.zeros(B, No, 1, dtype=torch.float64)
-        diag_o = torch.ones(B, No, dtype=torch.float64)
+        diag_o = torch.ones(B, No, dtype=torch.float64)  # padding: unit diagonal, no correlation
         diag_h = torch.ones(B, Nh, dtype=torch.float64)
+        xi = self.table.between
         for b, k in enumerate(batch):
             ctx, holes = g.context(k), g.holes(k)
-            vo[b, : ctx.size] = torch.from_numpy(np.stack(hp.pix2vec(g.nside, ctx, nest=g.nest), axis=1))
-            vh[b, : holes.size] = torch.from_numpy(np.stack(hp.pix2vec(g.nside, holes, nest=g.nest), axis=1))
-            mo[b, : ctx.size] = 1.0
-            mh[b, : holes.size] = 1.0
+            vo = torch.from_numpy(np.stack(hp.pix2vec(g.nside, ctx, nest=g.nest), axis=1))
+            vh = torch.from_numpy(np.stack(hp.pix2vec(g.nside, holes, nest=g.nest), axis=1))
+            c_oo[b, : ctx.size, : ctx.size] = xi(vo, vo)
+            c_ho[b, : holes.size, : ctx.size] = xi(vh, vo)
+            if c_hh is not None:
+                c_hh[b, : holes.size, : holes.size] = xi(vh, vh)
             d[b, : ctx.size, 0] = torch.from_numpy(np.asarray(self.hmap[ctx], dtype=np.float64))
             diag_o[b, : ctx.size] = torch.from_numpy(self._noise(ctx)) + self.ridge
             diag_h[b, : holes.size] = torch.from_numpy(self._noise(holes)) + self.ridge
-        c_oo = self.table.between(vo, vo) * (mo[:, :, None] * mo[:, None, :])
         c_oo.diagonal(dim1=-2, dim2=-1).add_(diag_o)
-        c_ho = self.table.between(vh, vo) * (mh[:, :, None] * mo[:, None, :])
         L = _cholesky(c_oo, self.table.xi0_uk2)
         del c_oo
         mean = (c_ho @ torch.cholesky_solve(d, L))[..., 0]
@@ -159,7 +157,7 @@ class _Problem:
         if self.realisations > 0:
             a = torch.linalg.solve_triangular(L, c_ho.transpose(-1, -2), upper=False)  # L^-1 C_oh
             del L
-            cond = self.table.between(vh, vh) * (mh[:, :, None] * mh[:, None, :]) - a.transpose(-1, -2) @ a
+            cond = c_hh.sub_(a.transpose(-1, -2) @ a)
             cond.diagonal(dim1=-2, dim2=-1).add_(diag_h)
             Lc = _cholesky(cond, self.table.xi0_uk2)
             z = torch.zeros(B, Nh, self.realisations, dtype=torch.float64)
