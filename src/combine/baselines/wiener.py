@@ -15,7 +15,8 @@ For a zero-mean Gaussian patch with pixel covariance :math:`C` (signal + white n
 Wiener filter's mean squared error.
 
 Cost. :math:`Q` of the whole patch is computed once per sky configuration (Cholesky +
-``cholesky_inverse`` in torch, float64; 128² → a 16384² matrix, 2.1 GB, ~4 min on one core)
+``cholesky_inverse`` in torch, float64; 128² → a 16384² matrix, 2.1 GB: 109 s on 2 free cores
+in the measurement quoted in :mod:`combine.commands.demo`)
 and kept in memory (one 128² matrix at a time) and on disk under ``$COMBINE_CACHE_DIR/wiener/``
 (patches of 64² and more; ``COMBINE_WIENER_DISK_CACHE=0`` disables it). Each mask geometry then needs one :math:`n_h \\times n_h` Cholesky
 :math:`Q_{hh} = L L^T`, cached by the mask's bytes; each patch needs one
@@ -54,8 +55,8 @@ PRECISION_CACHE_BYTES = int(2.5e9)
 GEOMETRY_CACHE_BYTES = int(1e9)
 
 #: Precision matrices of patches with at least this many pixels (64²) are cached on disk under
-#: ``$COMBINE_CACHE_DIR/wiener/`` as float64 .npy (2.1 GB at 128², computed in ~4 min on one core,
-#: read back in seconds). Set ``COMBINE_WIENER_DISK_CACHE=0`` to disable.
+#: ``$COMBINE_CACHE_DIR/wiener/`` as float64 .npy (2.1 GB at 128², computed in minutes, read back
+#: in seconds). Set ``COMBINE_WIENER_DISK_CACHE=0`` to disable.
 DISK_CACHE_MIN_PIXELS = 64 * 64
 _DISK_CACHE_VERSION = 1
 

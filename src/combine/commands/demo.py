@@ -30,11 +30,12 @@ RANDOM_MODEL_WARNING = (f"WARNING: the shipped model '{SHIPPED_MODEL}' is not in
 
 #: Defaults of the full run, chosen so that the demo takes a few minutes on 2 CPU cores. The
 #: largest cost is the exact Wiener filter's one-off 16384² precision matrix (Cholesky +
-#: inverse, float64: about 2–3 minutes on 2 cores, 4.3 GB peak); then each random-shape patch
-#: needs its own hole factorisation (~1–2 s, shared with the GCR while the geometry cache of
-#: 1 GB holds them: 6 patches do). Measured on the 2-core machine, empty caches, shipped model:
-#: 189 s wall (precision matrix 109 s, full sky 25 s), 4.7 GB peak; 483 s while other jobs used
-#: the CPU. ``make demo`` from a fresh clone adds ~80 s of installation.
+#: inverse, float64; the peak memory of the demo, 4.7 GB, is reached while it is built); then
+#: each random-shape patch needs its own hole factorisation (~1–2 s, shared with the GCR while
+#: the geometry cache of 1 GB holds them: 6 patches do). One measurement (the only figures
+#: quoted; README.md quotes none): 2-core machine, empty caches, shipped model: 189 s wall, of
+#: which the precision matrix 109 s and the full sky 25 s; 483 s while other jobs used the CPU.
+#: Each report records its own precision-matrix time (``seconds_precision_matrix``).
 DEFAULT_N_PATCHES = 48
 DEFAULT_N_RANDOM = 6
 DEFAULT_NSIDE = 1024
