@@ -39,6 +39,8 @@ Several --ns values make labelled classes (the original CoMBInE's are
 class in the order given, and each file gets a per-patch `ns` dataset.
 Each file records its sky (attribute `sky`, the JSON of combine.sky.Sky) next to the loose
 attributes pixel_arcmin, beam_fwhm_arcmin, noise_uk_arcmin and cosmology.
+--fields TQU (flat only) writes maps (N, 3, H, W) = T, Q, U in μK with the TE correlation and the
+DESIGN E/B convention (combine.sky.polarisation.simulate_flat_tqu); Q/U noise is √2 × --noise.
 The same --seed gives the same files."""
 
 
@@ -62,6 +64,8 @@ def register(subparsers, common):
     p.add_argument("--beam-fwhm", type=float, default=BEAM_FWHM_ARCMIN, metavar="ARCMIN", help="Gaussian beam FWHM, arcmin (default %(default)s)")
     p.add_argument("--nside", type=int, default=NSIDE_DEFAULT, help="HEALPix Nside for --method healpix (default %(default)s; 2048 needs ~2 GB RAM)")
     p.add_argument("--patches-per-map", type=int, default=10, help="patches cut from each full-sky map (default %(default)s)")
+    p.add_argument("--fields", choices=("T", "TQU"), default="T",
+                   help="T (maps (N, H, W)) or T, Q, U (maps (N, 3, H, W); --method flat only) (default %(default)s)")
     p.set_defaults(run=run)
 
 
@@ -90,6 +94,8 @@ def _check_args(args):
             raise InputError(f"--nside: must be a power of 2, got {args.nside}")
         if args.patches_per_map < 1:
             raise InputError(f"--patches-per-map: must be >= 1, got {args.patches_per_map}")
+    if getattr(args, "fields", "T") == "TQU" and args.method != "flat":
+        raise InputError("--fields TQU: only --method flat simulates T, Q, U patches here")
     if args.seed is not None and args.seed < 0:
         raise InputError(f"--seed: must be >= 0, got {args.seed}")
     return fractions, ns_values
@@ -136,6 +142,9 @@ def _simulate(args, out, fractions, ns_values):
     from ..sky.flat import grid_side_px, simulate_flat_patches
     from ..sky import Sky
     from ..sky.healpix import simulate_healpix_patches
+    from ..sky.polarisation import simulate_flat_tqu
+
+    tqu = getattr(args, "fields", "T") == "TQU"
 
     seed = args.seed if args.seed is not None else int(np.random.SeedSequence().entropy % (2**63))
     counts = split_counts(args.n_patches, fractions)
@@ -161,7 +170,9 @@ def _simulate(args, out, fractions, ns_values):
         "seed": int(seed),
         "cosmology": json.dumps(cosmology, sort_keys=True),
         "units": "uK (CMB thermodynamic temperature anisotropy)",
-        "spectrum": "CAMB lensed scalar TT, lens_potential_accuracy=1",
+        "spectrum": ("CAMB lensed scalar TT, EE, BB, TE" if tqu else "CAMB lensed scalar TT")
+        + ", lens_potential_accuracy=1",
+        "fields": "TQU" if tqu else "T",
         "ns_classes": json.dumps([float(v) for v in ns_values] if several else []),
     }
     if args.method == "flat":
@@ -187,7 +198,8 @@ def _simulate(args, out, fractions, ns_values):
                 rng = np.random.default_rng(stream)
                 with h5py.File(tmp, "w") as handle:
                     maps_ds, ns_ds = init_h5(
-                        handle, n_split, (args.size, args.size), with_ns=several, attrs=dict(attrs, split=name)
+                        handle, n_split, ((3,) if tqu else ()) + (args.size, args.size), with_ns=several,
+                        attrs=dict(attrs, split=name)
                     )
                     start = 0
                     for ns, n_class in zip(classes, class_counts(n_split, len(classes))):
@@ -195,7 +207,10 @@ def _simulate(args, out, fractions, ns_values):
                         while done < n_class:
                             take = min(chunk_patches, n_class - done)
                             common = dict(sky=skies[ns], rng=rng, progress_callback=bar.update)
-                            if args.method == "flat":
+                            if tqu:
+                                chunk = simulate_flat_tqu(take, args.size, sky=skies[ns], rng=rng)
+                                bar.update(take)
+                            elif args.method == "flat":
                                 chunk = simulate_flat_patches(take, args.size, **common)
                             else:
                                 chunk = simulate_healpix_patches(
