@@ -43,7 +43,8 @@ change. The file types follow the extensions:
 The sky a method assumes: planck18 CAMB spectrum (or --ns, or --spectrum FILE of C_ell in μK²,
 ell = 0..lmax, no beam), Gaussian beam --beam-fwhm (5'), white noise --noise (1 μK·arcmin) or a
 per-pixel variance --noise-map (HEALPix FITS: column II_COV if present, else the first; its
-TUNIT, e.g. K_CMB^2, or the map's unit squared).
+TUNIT, e.g. K_CMB^2, or the map's unit squared; in holes where it is UNSEEN or NaN the median of
+the observed pixels' variance is used).
 
 --realisations N (gcr) writes N realisations to OUTPUT with _r0 .. _r{N-1} before the suffix;
 realisation k of seed S is the same whatever N. An existing output is refused without
@@ -319,7 +320,10 @@ def _read_noise_map(args, nest, npix, valid, map_factor):
     if not np.isfinite(used).all() or (used < 0).any():
         n_bad = int((~np.isfinite(used) | (used < 0)).sum())
         raise InputError(f"{path}: noise variance must be finite and >= 0 at valid pixels ({n_bad} are not)")
-    var = np.where(valid, var, 0.0) * factor
+    # hole pixels keep their variance (the noise a realisation draws there) when it is usable;
+    # UNSEEN/NaN there becomes the median variance of the observed pixels
+    usable = np.isfinite(var) & (var >= 0)
+    var = np.where(valid | usable, var, np.median(used)) * factor
     return var
 
 
