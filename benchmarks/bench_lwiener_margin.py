@@ -11,7 +11,10 @@ GMRF fallback, and the seconds per
 patch (one thread). With ``--model`` also the shipped network with each margin's first guess
 (``InpaintingModel.predict(..., first_guess=...)``).
 
-Usage (background; about 6 min of CPU at the defaults, 2.1 GB for the exact filter)::
+Usage (background; 2.1 GB and ≈ 110 s for the exact filter's precision matrix unless cached,
+then ≈ 5 min of CPU at the defaults on two free cores; the figures in
+:mod:`combine.baselines.local_wiener` came from ``--margins 8,12,16,24 --model planck18-t128``,
+stopped after random shapes at margin 12, on a machine shared by ~15 processes)::
 
     nohup env PYTHONPATH=src .venv/bin/python benchmarks/bench_lwiener_margin.py \
         --json benchmarks/results/lwiener_margin.json > lwiener_margin.log 2>&1 &
@@ -67,7 +70,7 @@ def main(argv=None):
     ap.add_argument("--n", type=int, default=48)
     ap.add_argument("--n-random", type=int, default=8)
     ap.add_argument("--seed", type=int, default=2026)
-    ap.add_argument("--margins", default="8,12,16,24")
+    ap.add_argument("--margins", default="8,12,16", help="margin 24 costs ~10 s per point-source patch")
     ap.add_argument("--model", default=None, help="also run this model with each margin's first guess")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
