@@ -153,7 +153,8 @@ def describe_data(records) -> str:
             "over all hole pixels, with its ratio to the exact Wiener filter (the smallest error possible for a "
             f"Gaussian sky); P ratio: power of the filled patches over the truth's, ℓ ∈ [{POWER_BAND_ELL[0]:g}, "
             f"{POWER_BAND_ELL[1]:g}] (1 = right power; smooth fills lose power); s / patch: wall time per patch "
-            "on 2 CPU cores in that run.")
+            "in that run, on a 2-core machine shared with other jobs (compare methods with each other; "
+            "absolute times vary several-fold with the load).")
 
 
 def readme_block(records, command: str) -> str:
