@@ -36,6 +36,8 @@ change. The file types follow the extensions:
   .npy              patches (H, W), (N, H, W) or (N, C, H, W) in μK with a mask that broadcasts,
                     or a 1-D .npy of 12*Nside^2 pixels (a HEALPix map, RING unless --nest).
                     Complex arrays are refused; integer arrays are read as float32.
+                    (N, 3, H, W) = T, Q, U with --method wiener / gcr / lwiener: the joint T, Q, U
+                    fill (spin-2 covariance with TE; dense exact up to 64², local windows above).
   .png              grey-level image: level g in 0..255 is T = (g - 127.5) * scale μK (default
                     scale 500/127.5, i.e. black = -500 μK, white = +500 μK); mask PNG white =
                     valid, black = hole. A PNG output is clipped to the scale's range (warning).
@@ -447,10 +449,22 @@ def _run_patches(args, kinds, model, seed):
     else:
         sky = _sky(args)
         from ..baselines import BASELINES
+        from ..baselines.wiener_pol import TQU_BASELINES
 
         given = maps.astype(np.float32) * np.float32(factor) if factor != 1.0 else maps
-        filled = BASELINES[args.method](given, masks, sky=sky, seed=seed, pixel_arcmin=sky.pixel_arcmin,
-                                        beam_fwhm_arcmin=sky.beam_fwhm_arcmin, noise_uk_arcmin=sky.noise_uk_arcmin)
+        channels = maps.shape[1] if maps.ndim == 4 else 1
+        if args.method in TQU_BASELINES and channels != 1:
+            if channels != 3:
+                raise InputError(f"{args.input}: maps have {channels} fields; --method {args.method} takes 1 (T) "
+                                 "or 3 (T, Q, U)")
+            if args.spectrum is not None:
+                raise InputError("--spectrum: gives TT only; T, Q, U maps need the CAMB TT, EE, BB, TE spectra")
+            # joint T, Q, U fill (spin-2 covariance, TE): combine.baselines.wiener_pol
+            filled = TQU_BASELINES[args.method](given, masks, sky=sky, seed=seed)
+        else:
+            filled = BASELINES[args.method](given, masks, sky=sky, seed=seed, pixel_arcmin=sky.pixel_arcmin,
+                                            beam_fwhm_arcmin=sky.beam_fwhm_arcmin,
+                                            noise_uk_arcmin=sky.noise_uk_arcmin)
     if factor != 1.0:
         valid = np.broadcast_to(np.asarray(masks) > 0, np.shape(filled))
         filled = np.where(valid, maps, np.asarray(filled) / factor).astype(np.asarray(filled).dtype)
