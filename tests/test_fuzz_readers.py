@@ -217,3 +217,32 @@ def test_toml_config_with_random_values(text):
 @given(st.one_of(st.binary(max_size=200), st.text(max_size=200).map(str.encode)))
 def test_toml_config_with_random_bytes(data):
     _only_input_errors(_load_and_resolve, _write("bytes.toml", data))
+
+
+@st.composite
+def fits_headers(draw):
+    """A valid HEALPix table whose header keywords take random values."""
+    from astropy.io import fits
+
+    values = st.one_of(st.integers(-(2**40), 2**40), st.floats(allow_nan=True, allow_infinity=False), st.text(
+        alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=12), st.booleans())
+    n = draw(st.sampled_from([12, 48, 11]))
+    col = fits.Column(name="T", format=draw(st.sampled_from(["E", "D", "J", "B", "L", "2E"])),
+                      array=np.zeros(n), unit=draw(st.sampled_from(["uK", "K", None, "m"])))
+    hdu = fits.BinTableHDU.from_columns([col])
+    for key in draw(st.lists(st.sampled_from(["PIXTYPE", "ORDERING", "NSIDE", "INDXSCHM", "OBJECT", "FIRSTPIX",
+                                              "LASTPIX"]), max_size=5, unique=True)):
+        hdu.header[key] = draw(values)
+    buf = io.BytesIO()
+    fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(buf)
+    return buf.getvalue()
+
+
+@SETTINGS
+@given(fits_headers())
+def test_fits_reader_with_random_header_values(data):
+    from combine.image_io import read_healpix_fits
+
+    _only_input_errors(read_healpix_fits, _write("header.fits", data))
+
+
