@@ -154,8 +154,10 @@ def _patch_filler(model, nside, pixel_arcmin, patch_size, batch_size):
         pix = float(model.pixel_arcmin)
         size = tile_size(model)
 
-        def fill(maps, masks):
-            pred = np.asarray(model.predict(maps[:, None], masks[:, None], batch_size=batch_size))[:, 0]
+        def fill(maps, masks, first_guess=None):
+            fg = None if first_guess is None else first_guess[:, None]
+            pred = np.asarray(model.predict(maps[:, None], masks[:, None], first_guess=fg,
+                                            batch_size=batch_size))[:, 0]
             return np.where(masks > 0, maps, pred)
 
         return fill, pix, size
@@ -195,7 +197,7 @@ def _cut_patch(hmap, valid, nside, nest, lon, lat, size, pix):
 def inpaint_healpix(model, hmap, hmask, *, nest: bool = False, batch_size: int = 16, progress: bool = True,
                     cluster_radius_px: float | None = None, pixel_arcmin: float | None = None,
                     patch_size: int | None = None, margin_px: int | None = None,
-                    map_source: str = "map", mask_source: str = "mask") -> np.ndarray:
+                    first_guess_map=None, map_source: str = "map", mask_source: str = "mask") -> np.ndarray:
     """Fill the holes of a full-sky HEALPix map through gnomonic patches (module docstring).
 
     Parameters
@@ -224,6 +226,13 @@ def inpaint_healpix(model, hmap, hmask, *, nest: bool = False, batch_size: int =
         geometry is used.
     margin_px : int, optional
         Observed context kept around every hole inside its patch, :math:`\\mu` (default S/8).
+    first_guess_map : ndarray (12 Nside²,), optional
+        A fill of every hole computed on the sphere (e.g. :func:`combine.sphere.fill_holes`), for an
+        InpaintingModel with a first-guess input. Its projection :math:`F` onto each patch is the
+        network's first guess, and only the network's *correction* is carried back:
+        :math:`T_h = F^{sphere}_h + \\mathcal I[\\mathrm{NN}(d, F) - F]_h`, so the projection and
+        interpolation errors of the first guess itself never reach the map (a network that
+        returns its first guess unchanged returns the sphere-native fill exactly).
     map_source, mask_source : str
         Names used in error messages (file names).
 
@@ -250,6 +259,13 @@ def inpaint_healpix(model, hmap, hmask, *, nest: bool = False, batch_size: int =
     if int(batch_size) < 1:
         raise InputError(f"batch_size: must be >= 1, got {batch_size!r}")
     fill, pix, size = _patch_filler(model, nside, pixel_arcmin, patch_size, int(batch_size))
+    if first_guess_map is not None:
+        if not hasattr(model, "predict"):
+            raise InputError("first_guess_map: needs an InpaintingModel (a network with a first-guess input)")
+        first_guess_map = np.asarray(first_guess_map, dtype=np.float64)
+        if first_guess_map.shape != hmap.shape or not np.isfinite(first_guess_map).all():
+            raise InputError("first_guess_map: must be a finite map of the input's shape")
+        full = np.ones(hmap.size, dtype=bool)
     out_dtype = hmap.dtype if np.issubdtype(hmap.dtype, np.floating) else np.dtype(np.float32)
     out = np.array(hmap, dtype=out_dtype, copy=True)
     hole_pixels = np.flatnonzero(~valid)
@@ -299,14 +315,19 @@ def inpaint_healpix(model, hmap, hmask, *, nest: bool = False, batch_size: int =
                 lon, lat = geo[empty[0]]
                 raise InputError(f"{mask_source}: the {size}-px patch around lon {lon:.2f}, lat {lat:.2f} deg "
                                  "has no valid pixel (mask too dense there)")
-            filled = np.asarray(fill(maps, masks), dtype=np.float32)
+            if first_guess_map is None:
+                filled = np.asarray(fill(maps, masks), dtype=np.float32)
+            else:
+                fg = np.stack([_cut_patch(first_guess_map, full, nside, nest, lon, lat, size, pix)[0] for lon, lat in geo])
+                filled = np.asarray(fill(maps, masks, fg), dtype=np.float32) - fg  # the correction
             if filled.shape != maps.shape:
                 raise InputError(f"model: fill returned shape {filled.shape} for patches {maps.shape}")
             for k, c in enumerate(batch):
                 px = hole_pixels[bounds[c]:bounds[c + 1]]
                 lon, lat = geo[k]
                 row, col = healpix_to_patch_coords(nside, px, lon, lat, size, pix, nest=nest)
-                out[px] = map_coordinates(filled[k].astype(np.float64), [row, col], order=1, mode="nearest")
+                value = map_coordinates(filled[k].astype(np.float64), [row, col], order=1, mode="nearest")
+                out[px] = value if first_guess_map is None else first_guess_map[px] + value
             if bar is not None:
                 bar.update(int(holes_per_cluster[b0:b0 + len(batch)].sum()))
     finally:

@@ -369,12 +369,26 @@ def _run_healpix(args, kinds, model, seed):
             filler = _patch_method(args.method, sky, seed, noise_var is not None)
         else:
             filler = model
+        first_guess_map = None
+        if model is not None and getattr(getattr(model, "unet", None), "prefill", "none") != "none":
+            # the network corrects the sphere-native fill (projected onto its patches) instead of
+            # its own patch first guess; only its correction is interpolated back
+            from ..sphere.wiener import DEFAULT_MARGIN_PX, fill_holes
+
+            sky = _sky(args).replace(pixel_arcmin=hp.nside2resol(nside, arcmin=True))
+            first = fill_holes(hmap_uk, valid, sky=sky, nest=nest, noise_var_map=noise_var, progress=True,
+                               margin_px=DEFAULT_MARGIN_PX if args.margin is None else args.margin,
+                               mask_source=str(args.mask))
+            first_guess_map = first.apply(np.asarray(hmap_uk, dtype=np.float64))
+            del first
         filled = inpaint_healpix(filler, hmap_uk, valid, nest=nest, batch_size=args.batch_size, progress=True,
                                  cluster_radius_px=args.cluster_radius, map_source=str(args.input),
-                                 mask_source=str(args.mask))
+                                 mask_source=str(args.mask), first_guess_map=first_guess_map)
         holes = np.flatnonzero(~valid)
         filled_uk = [np.asarray(filled[holes], dtype=np.float64)]
         what = f"holes through patches with {'model ' + str(args.model) if model is not None else args.method}"
+        if first_guess_map is not None:
+            what += " correcting the sphere-native Wiener fill"
     cards = _sky_cards(sky, args, seed) if sky is not None else [("COMBMETH", f"model {args.model}", "")]
     for k, (out, values_uk) in enumerate(zip(outs, filled_uk)):
         values = values_uk / factor
