@@ -393,9 +393,11 @@ def _run_healpix(args, kinds, model, seed):
     for k, (out, values_uk) in enumerate(zip(outs, filled_uk)):
         values = values_uk / factor
         if table is not None and kinds["output"] == "fits":
-            column = np.array(table.arrays[col], copy=True)
+            # the read column itself: only hole pixels change, each output overwrites all of them,
+            # and the fill has finished reading the map (saves a copy: 805 MB at Nside 4096)
+            column = table.arrays[col]
             if not np.issubdtype(column.dtype, np.floating):
-                column = column.astype(np.float32)
+                column = table.arrays[col] = column.astype(np.float32)
             column[holes] = values
             extra = list(cards) + ([("COMBREAL", k, "realisation index")] if len(outs) > 1 else [])
             write_healpix_table(out, table, {col: column}, header_cards=extra,
