@@ -108,7 +108,8 @@ def key_figures(records) -> list[str]:
         if _value(records, "lwiener", circle_masks[0], "rmse_hole") is not None:
             own = [_value(records, "nn", mk, "rmse_hole") / _value(records, "lwiener", mk, "rmse_hole")
                    for mk in circle_masks + ["random"] if _value(records, "lwiener", mk, "rmse_hole")]
-            out.append(f"- Against its local Wiener first guess alone: {_range(own)} (all masks).")
+            out.append(f"- CoMBInE / the `lwiener` baseline (local Wiener fill at its default margin; the "
+                       f"model's first guess uses the margin in its config): {_range(own)} (all masks).")
         gcr = [_value(records, "gcr", mk, "rmse_hole") for mk in circle_masks + ["random"]]
         nn = [_value(records, "nn", mk, "rmse_hole") for mk in circle_masks + ["random"]]
         if all(v is not None for v in gcr + nn):
