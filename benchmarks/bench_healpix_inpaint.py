@@ -23,7 +23,7 @@ Making the Nside 2048 map takes a minute or two and ~2 GB (not part of the timin
 
 Measured 2026-11-26 on the 2-core machine, Nside 2048, 1980 holes (197,974 pixels, radii 3-15'),
 ``--threads 1``, shipped planck18-t128 (t128-lw): wall 123.2 s, CPU 122.6 s, peak RSS 1.40 GB,
-hole RMSE 13.6 μK (diffusive fill through the same pipeline: 33.3 μK; biharmonic 22.4 μK).
+hole RMSE 13.6 μK (diffusive fill through the same pipeline, ``--no-diffusive`` off: 33.3 μK).
 The earlier t128-gm model: wall 95.7 s, 14.6 μK; before hole-edge patch pixels with a masked
 interpolation neighbour were counted as holes (``combine.healpix_inpaint``, step 3) it gave
 31.6 μK: the biased edge values spoil fills that match the hole edge to high order.

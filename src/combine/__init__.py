@@ -1,7 +1,7 @@
 """CoMBInE: Cosmic Microwave Background inpainting with partial-convolution UNets.
 
 Maps are CMB temperature anisotropy in μK; masks are 1 = observed, 0 = hole
-(see DESIGN.md). The main entry points are the ``combine`` command line and
+(see docs/DESIGN.md). The main entry points are the ``combine`` command line and
 :func:`combine.load_model`.
 """
 

@@ -52,10 +52,10 @@ import math
 import numpy as np
 
 from .errors import InputError
+from .sky.defaults import ARCMIN_RAD
 from .sphere.holes import NEIGHBOUR_CHUNK, find_holes, hole_geometry  # noqa: F401  (re-exported)
 from .validation import UNSEEN
 
-ARCMIN_RAD = math.pi / (180.0 * 60.0)
 
 
 # --------------------------------------------------------------------------------------------

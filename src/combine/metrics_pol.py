@@ -27,10 +27,10 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import InputError
+from .sky.defaults import ARCMIN_RAD
 from .metrics import apodization_window, default_ell_bins, ell_grid
 from .sky.polarisation import wavevector_angle_rad
 
-ARCMIN_RAD = np.pi / (180.0 * 60.0)
 
 PAIRS = ("tt", "ee", "bb", "te", "tb", "eb")
 

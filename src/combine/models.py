@@ -1,6 +1,6 @@
 """Model directories: save, load (by name or path) and inpaint numpy maps.
 
-A model directory (DESIGN.md) holds ``weights.safetensors`` and ``config.json``::
+A model directory (docs/DESIGN.md) holds ``weights.safetensors`` and ``config.json``::
 
     {"format": "combine-model/1", "combine_version": "...",
      "architecture": PConvUNet.config(),      # includes the μK -> network-unit normalisation
@@ -260,7 +260,7 @@ class InpaintingModel:
     def inpaint(self, maps, masks, *, batch_size: int = 16) -> np.ndarray:
         """Fill the holes of ``maps`` (μK) where ``masks`` is 0; valid pixels are returned unchanged.
 
-        ``maps`` is (H, W), (N, H, W) or (N, C, H, W); ``masks`` broadcasts to it (DESIGN.md).
+        ``maps`` is (H, W), (N, H, W) or (N, C, H, W); ``masks`` broadcasts to it (docs/DESIGN.md).
         Patches of the trained size (or any multiple of ``2**levels`` up to it) go straight
         through the network; larger images are tiled (:func:`combine.inpaint.inpaint_tiled`).
         The result has the input's shape and dtype float32 where the input is float32:

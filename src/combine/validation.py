@@ -1,4 +1,4 @@
-"""Checks at the boundary: maps and masks as DESIGN.md defines them.
+"""Checks at the boundary: maps and masks as docs/DESIGN.md defines them.
 
 Masks are binary (1 = observed, 0 = hole) and broadcast over channels; a mask with no valid
 pixel is an error; a valid pixel holding NaN, inf or ``healpy.UNSEEN`` is an error. Every

@@ -53,9 +53,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
+from ..sky.defaults import ARCMIN_RAD
 from ..sky.model import Sky
 
-ARCMIN_RAD = np.pi / (180.0 * 60.0)
 
 #: Names of the four correlation functions returned by :func:`correlations_uk2`.
 CORRELATIONS = ("tt", "plus", "minus", "cross")

@@ -1,6 +1,6 @@
 """Polarised skies: T, Q, U on flat patches and on HEALPix, and the flat E/B ↔ Q/U transforms.
 
-Conventions (DESIGN.md, "Polarisation")
+Conventions (docs/DESIGN.md, "Polarisation")
 ---------------------------------------
 Patches are ``P[field, row, col]`` with fields T, Q, U in μK. On a flat patch **x runs along
 increasing column and y along increasing row**; with :math:`\\varphi` the angle of the
