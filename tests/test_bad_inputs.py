@@ -303,6 +303,8 @@ CASES = [
          match="--nside"),
     Case("simulate: --out is a file", ["simulate", "--out", f"{IN}/maps.npy", "--n-patches", "4", "--size", "64"],
          match="maps.npy"),
+    Case("simulate: --n-patches 100000000000 (more than the disk)", SIM + ["--n-patches", "100000000000"],
+         match=("--n-patches", "sim"), isolate="limits"),
     Case("simulate: unknown --method", SIM + ["--n-patches", "4", "--method", "spherical"], match="--method"),
     Case("simulate: read-only output directory", ["simulate", "--out", f"{OUT}/ro/sim", "--n-patches", "4",
                                                   "--size", "64", "--seed", "1"],

@@ -120,9 +120,27 @@ def class_counts(n, n_classes):
     return [n // n_classes + (1 if i < n % n_classes else 0) for i in range(n_classes)]
 
 
+def dataset_bytes(args, several: bool) -> int:
+    """Bytes the three files' datasets take: N × C × H × W × 4 (float32 maps) plus N × 8
+    (float64 ``ns``) when there are several classes (HDF5 headers and attributes not counted)."""
+    channels = 3 if getattr(args, "fields", "T") == "TQU" else 1
+    n = int(args.n_patches)
+    return n * channels * int(args.size) ** 2 * 4 + (n * 8 if several else 0)
+
+
+def _check_space(args, out: Path, several: bool) -> None:
+    """Refuse, before anything is created, a simulation larger than the free disk at ``out``."""
+    from ..atomic import check_free_space
+
+    channels = "3×" if getattr(args, "fields", "T") == "TQU" else ""
+    check_free_space(out, dataset_bytes(args, several),
+                     f"--n-patches {args.n_patches}: {args.n_patches} patches of {channels}{args.size}² float32")
+
+
 def run(args):
     fractions, ns_values = _check_args(args)
     out = Path(args.out)
+    _check_space(args, out, len(ns_values) > 1)
     created = _check_out_dir(out)
     try:
         return _simulate(args, out, fractions, ns_values)
