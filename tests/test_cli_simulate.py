@@ -153,3 +153,20 @@ def test_console_script_bad_input(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "--size" in proc.stderr
     assert not out.exists()
+
+
+def test_summary_line_names_output_seed_and_sizes_even_with_quiet(tmp_path, capsys):
+    """Issue 15: `combine simulate` printed nothing on success. One line on stdout (--quiet
+    does not silence it) names the files, the seed, the split counts and the bytes written."""
+    out = tmp_path / "data"
+    status = main(["simulate", "--quiet", "--out", str(out), "--n-patches", "10", "--size", "64", "--seed", "11"])
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    lines = captured.out.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("combine simulate: "), captured.out
+    line = lines[0]
+    assert str(out) in line and "seed 11" in line
+    counts = {name: read_dataset(out / f"{name}.h5")[0].shape[0] for name in ("train", "val", "test")}
+    assert f"train {counts['train']}, val {counts['val']}, test {counts['test']}" in line
+    assert "wrote 10 flat patches (64×64 μK, 160 KiB)" in line  # 10 × 64² × 4 B
+    assert captured.err == ""

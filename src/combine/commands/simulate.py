@@ -154,7 +154,7 @@ def run(args):
 def _simulate(args, out, fractions, ns_values):
     import h5py
 
-    from ..atomic import atomic_path
+    from ..atomic import atomic_path, format_bytes
     from ..data import SPLITS, init_h5, split_counts
     from ..progress import progress
     from ..sky.flat import grid_side_px, simulate_flat_patches
@@ -241,4 +241,11 @@ def _simulate(args, out, fractions, ns_values):
                             done += take
     finally:
         bar.close()
+    from ..progress import summary
+
+    shape = "×".join(str(v) for v in ((3,) if tqu else ()) + (args.size, args.size))
+    per_split = ", ".join(f"{name} {n}" for name, n in zip(SPLITS, counts))
+    ns_text = "" if not ns_values else f"; ns {', '.join(f'{v:g}' for v in ns_values)}"
+    summary(f"wrote {args.n_patches} {args.method} patches ({shape} μK, {format_bytes(dataset_bytes(args, several))}) "
+            f"to {out}/{{{','.join(SPLITS)}}}.h5 ({per_split}){ns_text}; seed {seed}")
     return 0
