@@ -236,3 +236,18 @@ def test_too_many_masks_refused_before_writing(tmp_path, capsys):
     err = capsys.readouterr().err
     assert status == 2 and "need 6.55e+03 GB on disk" in err and len(err.strip().splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
+
+
+def test_summary_line_is_printed_with_quiet_and_names_output_seed_and_hole_fraction(tmp_path, capsys):
+    """Issue 15: the summary line is the result, not progress: ``--quiet`` does not silence it.
+    It names the file and the seed, and its hole fraction is the one of the written masks."""
+    out = tmp_path / "m.npy"
+    status, stdout, err = _run(capsys, "--kind", "random", "--n", "3", "--size", "64", "--seed", "9",
+                               "--out", str(out), "--quiet")
+    assert status == 0, err
+    lines = stdout.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("combine masks: wrote 3 random masks (64×64) to "), stdout
+    assert str(out) in lines[0] and "seed 9" in lines[0]
+    holes = 1.0 - np.load(out).mean(axis=(1, 2))
+    assert f"hole fraction {holes.mean():.3f} ± {holes.std():.3f}" in lines[0]
+    assert err == ""

@@ -6,7 +6,6 @@ import argparse
 import contextlib
 import math
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -217,14 +216,14 @@ def _run_sphere(args):
     write_healpix_fits(out, mask.astype(np.float32), nest=False, column="MASK",
                        history=f"combine masks --kind sphere-points: {len(cat)} sources"
                                + (f", seed {seed}" if seed is not None else f" from {args.catalogue}"))
-    if not args.quiet:
-        from ..sphere.holes import find_holes
+    from ..progress import summary
+    from ..sphere.holes import find_holes
 
-        n_holes = find_holes(np.flatnonzero(mask == 0), args.nside)[0]
-        src = f"seed {seed}" if seed is not None else f"catalogue {args.catalogue}"
-        print(f"wrote an Nside {args.nside} point-source mask to {out}: {len(cat)} sources, {n_holes} holes, "
-              f"{100 * (1 - mask.mean()):.2f} % of the sky masked, radii {cat[:, 2].min():.1f}-{cat[:, 2].max():.1f}'; "
-              f"{src}", file=sys.stdout)
+    n_holes = find_holes(np.flatnonzero(mask == 0), args.nside)[0]
+    src = f"seed {seed}" if seed is not None else f"catalogue {args.catalogue}"
+    summary(f"wrote an Nside {args.nside} point-source mask to {out}: {len(cat)} sources, {n_holes} holes, "
+            f"{100 * (1 - mask.mean()):.2f} % of the sky masked, radii {cat[:, 2].min():.1f}-{cat[:, 2].max():.1f}'; "
+            f"{src}")
     return 0
 
 
@@ -268,10 +267,11 @@ def run(args):
                 plot_mask_preview(tmp_png, np.asarray(out[:k]), seed=seed, title=title)
         finally:
             del out  # close the memory map before the rename
-    if not args.quiet:
-        spread = f" ± {hole_fraction.std():.3f}" if n > 1 else ""
-        print(f"wrote {n} {args.kind} masks ({size}×{size}) to {args.out}; hole fraction "
-              f"{hole_fraction.mean():.3f}{spread}; seed {seed}", file=sys.stdout)
+    from ..progress import summary
+
+    spread = f" ± {hole_fraction.std():.3f}" if n > 1 else ""
+    summary(f"wrote {n} {args.kind} masks ({size}×{size}) to {args.out}; hole fraction "
+            f"{hole_fraction.mean():.3f}{spread}; seed {seed}")
     return 0
 
 
