@@ -440,3 +440,17 @@ def test_overwrite_replaces_existing_output(tmp_path, capsys):
     status, err = _run(capsys, *_sphere_args(tmp_path, "wiener", "planck.fits", "out.fits", "--overwrite"))
     assert status == 0, err
     assert fits.open(tmp_path / "out.fits")[1].header["COMBMETH"] == "wiener"
+
+
+def test_summary_line_with_quiet_names_output_and_seed(tmp_path, capsys):
+    """Issue 15: one line on stdout on success, printed with --quiet too (it is the result), naming
+    the output file and the seed of the constrained realisation."""
+    _planck_file(tmp_path / "planck.fits", nest=True)
+    out = tmp_path / "g.fits"
+    status = main(["inpaint", "--quiet", *map(str, _sphere_args(tmp_path, "gcr", "planck.fits", "g.fits", "--seed", "5"))])
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    lines = captured.out.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("combine inpaint: "), captured.out
+    assert f"seed 5 -> {out}" in lines[0]
+    assert fits.open(out)[1].header["COMBSEED"] == 5

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -215,7 +214,6 @@ def _sky_cards(sky, args, seed):
 
 
 def run(args):
-    start = time.monotonic()
     kinds = _check_args(args)
     healpix = kinds["input"] == "fits" or (kinds["input"] == "npy" and _npy_ndim(args.input) == 1)
     model = None
@@ -227,14 +225,15 @@ def run(args):
     if args.method == "gcr" and seed is None:
         seed = int(np.random.SeedSequence().entropy % (2**31))
     if healpix:
-        summary = _run_healpix(args, kinds, model, seed)
+        what = _run_healpix(args, kinds, model, seed)
     else:
-        summary = _run_patches(args, kinds, model, seed)
-    if not args.quiet:
-        outs = _output_paths(args)
-        where = str(outs[0]) if len(outs) == 1 else f"{outs[0]} .. {outs[-1]}"
-        seed_text = f", seed {seed}" if seed is not None else ""
-        print(f"combine inpaint: {summary}{seed_text} in {time.monotonic() - start:.1f} s -> {where}")
+        what = _run_patches(args, kinds, model, seed)
+    from ..progress import summary
+
+    outs = _output_paths(args)
+    where = str(outs[0]) if len(outs) == 1 else f"{outs[0]} .. {outs[-1]}"
+    seed_text = f", seed {seed}" if seed is not None else ""
+    summary(f"{what}{seed_text} -> {where}")  # printed with --quiet too: it is the result
     return 0
 
 
