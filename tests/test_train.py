@@ -219,7 +219,11 @@ def test_cli_run_directory_contents(tmp_path, rng, capsys):
                  "--epochs", "2", "--lr", "2e-4", "--quiet"])
     assert code == 0, capsys.readouterr().err
     out = capsys.readouterr().out
-    assert "samples/s" in out
+    # the summary line (issue 15): the last line on stdout, with --quiet too, naming the model and the seed
+    last = out.splitlines()[-1]
+    assert last.startswith("combine train: 2 epoch(s), 4 steps, "), out
+    seed = load_config(run / "config.toml").resolve().seed
+    assert "samples/s" in last and f"; seed {seed};" in last and f"model: {run / 'best'}" in last
     resolved = load_config(run / "config.toml").resolve()
     assert (resolved.train.epochs, resolved.train.lr, resolved.model.channels) == (2, 2e-4, [8, 16, 16])
     rows = list(csv.DictReader(open(run / "history.csv")))

@@ -7,7 +7,6 @@ still change e.g. ``--epochs``; a different architecture is refused).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from ..errors import InputError
@@ -76,10 +75,11 @@ def run(args):
 
     cfg, run_dir = build_config(args)
     summary = train(cfg, run_dir, resume=bool(args.resume), init=args.init)
-    if os.environ.get("RANK", "0") != "0":
-        return 0
+    from ..progress import summary as print_summary
+
     best = summary.get("best_val_total")
     best_txt = f", best validation loss {best:.5g}" if best is not None else ""
-    print(f"combine train: {summary['epochs']} epoch(s), {summary['global_step']} steps, "
-          f"{summary['samples_per_s']:.1f} samples/s{best_txt}; model: {run_dir / 'best'}", flush=True)
+    # rank 0 only, printed with --quiet too (it is the result)
+    print_summary(f"{summary['epochs']} epoch(s), {summary['global_step']} steps, "
+                  f"{summary['samples_per_s']:.1f} samples/s{best_txt}; seed {cfg.seed}; model: {run_dir / 'best'}")
     return 0
