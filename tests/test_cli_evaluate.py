@@ -288,3 +288,20 @@ def test_old_navier_stokes_name_is_refused(tmp_path, capsys):
     records = json.loads((out / "results.json").read_text())
     by = {r["method"]: r["value"] for r in records if r["metric"] == "rmse_hole"}
     assert by["navier-stokes"] < by["mean"]
+
+
+def test_summary_line_with_quiet_names_report_patches_and_seed(tmp_path, capsys):
+    """Issue 15: the last stdout line is the summary (printed with --quiet too): the report path,
+    the number of patches evaluated (as in results.json), the figures written and the seed."""
+    out = tmp_path / "rep"
+    status = main(["evaluate", "--quiet", "--model", "none", "--data", "simulate:3", "--size", "64", "--out", str(out),
+                   "--methods", "mean", "--masks", "circle-r4", "--seed", "7"])
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    last = captured.out.splitlines()[-1]
+    records = json.loads((out / "results.json").read_text())
+    (n,) = {r["n_patches"] for r in records}
+    n_png = len(list(out.glob("*.png")))
+    assert last.startswith(f"combine evaluate: wrote {out / 'report.md'}, results.json and {n_png} figure(s); "
+                           f"{n} patches (64²)"), last
+    assert n == 3 and n_png > 0 and "; seed 7 (" in last

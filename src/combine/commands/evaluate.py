@@ -7,7 +7,6 @@ atomically as one directory. See :mod:`combine.evaluate` for the metrics.
 from __future__ import annotations
 
 import shlex
-import time
 from pathlib import Path
 
 import numpy as np
@@ -221,7 +220,6 @@ def fill_fullsky(model, sky_map, mask, *, batch_size=16):
 def run(args):
     from .. import evaluation as ev_mod
 
-    t_start = time.perf_counter()
     if (args.fullsky_map is None) != (args.fullsky_mask is None):
         raise InputError("--fullsky-map/--fullsky-mask: give both or neither")
     for name in ("n_patches", "n_random", "epoch_patches", "batch_size"):
@@ -278,9 +276,12 @@ def run(args):
     ev_mod.write_report(args.out, ev, command=command, notes=notes, epoch_records=epoch_records,
                         fullsky=fullsky, fullsky_method=fullsky_method, extra_records=fullsky_records,
                         title=f"CoMBInE evaluation: model {args.model}, {data_desc}")
-    elapsed = time.perf_counter() - t_start
     print(ev_mod.results_table(ev.records, list(ev.methods), list(ev.mask_specs)))
-    print(f"\nreport: {Path(args.out) / 'report.md'}  ({elapsed:.0f} s)")
+    from ..progress import summary
+
+    n_figures = len(list(Path(args.out).glob("*.png")))
+    summary(f"wrote {Path(args.out) / 'report.md'}, results.json and {n_figures} figure(s); {len(maps)} patches "
+            f"({size}²), methods {','.join(methods)}, masks {','.join(mask_specs)}; seed {args.seed}")
     return 0
 
 
