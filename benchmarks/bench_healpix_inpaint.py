@@ -21,6 +21,11 @@ Usage::
 
 Making the Nside 2048 map takes a minute or two and ~2 GB (not part of the timing).
 
+Measured 2026-12-01 (after the network's first guess became the sphere-native Wiener fill,
+issue 13), ``--no-diffusive``, load 1-2: wall 134.8 s, CPU 97.3 s, peak RSS 1.67 GB, hole RMSE
+10.35 μK; ``combine inpaint --method wiener`` on the same files: 10.35 μK, 19.0 s wall (15.2 s
+CPU), 1.07 GB; ``--method gcr --seed 1``: 15.28 μK, 21.9 s wall, 1.11 GB.
+
 Measured 2026-11-26 on the 2-core machine, Nside 2048, 1980 holes (197,974 pixels, radii 3-15'),
 ``--threads 1``, shipped planck18-t128 (t128-lw): wall 123.2 s, CPU 122.6 s, peak RSS 1.40 GB,
 hole RMSE 13.6 μK (diffusive fill through the same pipeline, ``--no-diffusive`` off: 33.3 μK).
