@@ -331,8 +331,7 @@ def _write_demo_report(out, ev, ev_mod, *, command, title, notes, fullsky, extra
             name = "fullsky_hole_zoom.png"
             plots.plot_panels(Path(directory) / name, t.astype(np.float32), (m > 0.5).astype(np.float32),
                               {"nn": f.astype(np.float32)},
-                              title=f"full sky, Nside {fullsky['nside']}: around the largest hole "
-                                    f"({PATCH_SIZE * PIXEL_ARCMIN / 60:.2f}° across)")
+                              title=f"full sky, Nside {fullsky['nside']}: cut-out around the largest hole")
             return name
     ev.notes.insert(0, f"Model: {model_text}.")
     ev_mod.write_report(out, ev, command=command, title=title, notes=notes,
