@@ -222,6 +222,8 @@ def test_cli_run_directory_contents(tmp_path, rng, capsys):
     # the summary line (issue 15): the last line on stdout, with --quiet too, naming the model and the seed
     last = out.splitlines()[-1]
     assert last.startswith("combine train: 2 epoch(s), 4 steps, "), out
+    # --quiet: no header, no per-epoch lines, only the summary
+    assert not [line for line in out.splitlines()[:-1] if line.startswith(("epoch ", "combine train: stage"))], out
     seed = load_config(run / "config.toml").resolve().seed
     assert "samples/s" in last and f"; seed {seed};" in last and f"model: {run / 'best'}" in last
     resolved = load_config(run / "config.toml").resolve()

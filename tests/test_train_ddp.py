@@ -46,11 +46,13 @@ def test_two_process_ddp_equals_one_process_on_the_global_batch(tmp_path):
     cfg_path.write_text(CONFIG)
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
-           "-m", "combine", "train", "--config", str(cfg_path), "--out", str(tmp_path / "ddp"), "--quiet",
+           "-m", "combine", "train", "--config", str(cfg_path), "--out", str(tmp_path / "ddp"),
            "--device", "cpu"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "2 process(es)" in proc.stdout
+    # one header and one summary under torchrun (rank 0 only), not one per process
+    assert proc.stdout.count("combine train: stage") == 1 and proc.stdout.count("; seed ") == 1, proc.stdout
 
     torch.set_num_threads(1)
     train(load_config(cfg_path).resolve(), tmp_path / "one", log=lambda m: None)

@@ -141,6 +141,15 @@ def train(cfg: TrainConfig, out_dir, *, resume: bool = False, init=None, log=Non
             dist.close()
 
 
+def _default_log(msg: str) -> None:
+    """Training status lines on stdout: rank 0 only (one header under torchrun), none with ``--quiet``
+    (the command's summary line is printed regardless, by ``combine.progress.summary``)."""
+    from .progress import is_quiet, is_rank_zero
+
+    if is_rank_zero() and not is_quiet():
+        print(msg, flush=True)
+
+
 class _Trainer:
     def __init__(self, cfg: TrainConfig, out_dir: Path, *, resume, init, log, dist: DistContext,
                  sources=None):
@@ -148,7 +157,7 @@ class _Trainer:
         from .training_data import STREAM_VAL, InpaintingSamples, open_sources
 
         self.cfg, self.out, self.dist = cfg, out_dir, dist
-        self.log = log or (lambda msg: print(msg, flush=True))
+        self.log = log or _default_log
         t, d = cfg.train, cfg.data
         world = dist.world
         if t.batch_size % world:
