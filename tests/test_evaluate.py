@@ -218,3 +218,26 @@ def test_summary_table_hand_made():
     assert lines[2] == "| Wiener filter (exact) | 10 (1.00×) | 10 (1.00×) | 20 (1.00×) | 0.900 | 1.7 |"
     assert lines[3] == "| mean fill | 40 (4.00×) | 40 (4.00×) | 80 (4.00×) | 0.500 | 0.0017 |"
     assert len(lines) == 4  # nn, gcr, ... absent
+
+
+def test_report_figures_use_the_evaluated_pixel_size(tmp_path, maps, monkeypatch):
+    """Regression (issue 15): figures label sizes in arcmin from the sky that was evaluated, not
+    from the default 1.7177′ pixel."""
+    from combine import plots
+
+    seen = []
+    for name in ("plot_panels", "plot_metric_vs_radius", "plot_power_ratio"):
+        original = getattr(plots, name)
+
+        def recorder(*args, _original=original, _name=name, **kwargs):
+            seen.append((_name, kwargs.get("pixel_arcmin")))
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(plots, name, recorder)
+    fills = {"oracle": _oracle_factory(maps), "zero": _zero_fill}
+    sky = dict(SKY, pixel_arcmin=3.0)
+    ev = E.run_evaluation(None, maps[:2], methods=("oracle", "zero"), mask_specs=("circle-r4", "circle-r8"),
+                          fills=fills, progress=False, **sky)
+    E.write_report(tmp_path / "rep", ev, command="combine evaluate --test")
+    assert {n for n, _ in seen} == {"plot_panels", "plot_metric_vs_radius", "plot_power_ratio"}
+    assert all(p == 3.0 for _, p in seen), seen

@@ -171,11 +171,13 @@ def write_figures(directory, ev: Evaluation, *, epoch_records=None, fullsky=None
     from .. import plots
 
     directory = Path(directory)
+    # figures label sizes in arcmin: use the pixel of the sky that was evaluated, not the default
+    pix = {} if ev.sky is None else {"pixel_arcmin": ev.sky.pixel_arcmin}
     figs: dict[str, list[str]] = {"panels": [], "radius": [], "power": [], "hist": [], "epoch": [], "fullsky": []}
     for mk, ex in ev.examples.items():
         name = f"panels_{mk}.png"
         plots.plot_panels(directory / name, ex["target"], ex["mask"], ex["filled"],
-                          title=f"mask {mk}: one example patch")
+                          title=f"mask {mk}: one example patch", **pix)
         figs["panels"].append(name)
     radii = {r["radius_px"] for r in ev.records if r.get("radius_px") is not None}
     if len(radii) >= 2:
@@ -188,12 +190,12 @@ def write_figures(directory, ev: Evaluation, *, epoch_records=None, fullsky=None
                            ("ks_statistic", dict(ylabel="KS statistic (hole pixels)"))):
             if any(r["metric"] == metric for r in ev.records):
                 name = f"radius_{metric}.png"
-                plots.plot_metric_vs_radius(directory / name, ev.records, metric, methods=list(ev.methods), **kw)
+                plots.plot_metric_vs_radius(directory / name, ev.records, metric, methods=list(ev.methods), **kw, **pix)
                 figs["radius"].append(name)
     for mk in ev.mask_specs:
         if any(r["metric"] == "power_ratio" and r["mask"] == mk for r in ev.records):
             name = f"power_ratio_{mk}.png"
-            plots.plot_power_ratio(directory / name, ev.records, mk, methods=list(ev.methods))
+            plots.plot_power_ratio(directory / name, ev.records, mk, methods=list(ev.methods), **pix)
             figs["power"].append(name)
     for mk, hs in ev.hole_samples.items():
         if hs["truth"] is not None and hs["filled"]:
