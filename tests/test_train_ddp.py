@@ -54,8 +54,12 @@ def test_two_process_ddp_equals_one_process_on_the_global_batch(tmp_path):
     # one header and one summary under torchrun (rank 0 only), not one per process
     assert proc.stdout.count("combine train: stage") == 1 and proc.stdout.count("; seed ") == 1, proc.stdout
 
+    n_threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    train(load_config(cfg_path).resolve(), tmp_path / "one", log=lambda m: None)
+    try:
+        train(load_config(cfg_path).resolve(), tmp_path / "one", log=lambda m: None)
+    finally:
+        torch.set_num_threads(n_threads)
 
     two = load_file(str(tmp_path / "ddp" / "last" / "weights.safetensors"))
     one = load_file(str(tmp_path / "one" / "last" / "weights.safetensors"))
