@@ -43,3 +43,22 @@ def untrained_models(tmp_path_factory):
     save_model(PConvUNet("t128").eval(), root / "t128")
     save_model(PConvUNet("t128", in_channels=3).eval(), root / "t128-3ch")
     return root
+
+
+@pytest.fixture
+def single_openmp_thread():
+    """healpy's OpenMP threads spin for ~0.1 s per tiny transform when the cores are busy (measured:
+    Nside-16 alm2map 117 ms with 2 threads on a loaded machine, 0.9 ms with one): run on one."""
+    import ctypes
+
+    import healpy as hp
+
+    hp.alm2map(np.zeros((3, 10), complex), 1, pol=True)  # loads healpy's libgomp
+    libs = {w for w in open("/proc/self/maps").read().split() if "libgomp" in w}
+    gomp = [ctypes.CDLL(path) for path in sorted(libs)]
+    before = [g.omp_get_max_threads() for g in gomp]
+    for g in gomp:
+        g.omp_set_num_threads(1)
+    yield
+    for g, n in zip(gomp, before):
+        g.omp_set_num_threads(n)

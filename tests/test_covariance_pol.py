@@ -76,23 +76,6 @@ def sphere_sky():
                cl_te_uk2=sp["te"][:n] * 7, beam_fwhm_arcmin=0.0, pixel_arcmin=220.0)
 
 
-@pytest.fixture
-def single_openmp_thread():
-    """healpy's OpenMP threads spin for ~0.1 s per tiny transform when the cores are busy (measured:
-    Nside-16 alm2map 117 ms with 2 threads on a loaded machine, 0.9 ms with one): run on one."""
-    import ctypes
-
-    hp.alm2map(np.zeros((3, 10), complex), 1, pol=True)  # loads healpy's libgomp
-    libs = {w for w in open("/proc/self/maps").read().split() if "libgomp" in w}
-    gomp = [ctypes.CDLL(path) for path in sorted(libs)]
-    before = [g.omp_get_max_threads() for g in gomp]
-    for g in gomp:
-        g.omp_set_num_threads(1)
-    yield
-    for g, n in zip(gomp, before):
-        g.omp_set_num_threads(n)
-
-
 def test_sphere_covariance_matches_simulated_pixel_pairs(sphere_sky, single_openmp_thread):
     """Pixel pairs near the equator, at mid latitude and next to the pole, neighbours and pairs
     a few pixels apart, from 2000 Nside-16 skies; sampling error (C_aa C_bb + C_ab²)/N."""

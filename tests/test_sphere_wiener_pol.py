@@ -12,22 +12,6 @@ from combine.sky import Sky
 from combine.sky.polarisation import pure_e_sky, simulate_healpix_tqu
 
 
-@pytest.fixture
-def single_openmp_thread():
-    """healpy's OpenMP threads spin ~0.1 s per small transform on busy cores: run on one."""
-    import ctypes
-
-    hp.alm2map(np.zeros((3, 10), complex), 1, pol=True)
-    libs = {w for w in open("/proc/self/maps").read().split() if "libgomp" in w}
-    gomp = [ctypes.CDLL(path) for path in sorted(libs)]
-    before = [g.omp_get_max_threads() for g in gomp]
-    for g in gomp:
-        g.omp_set_num_threads(1)
-    yield
-    for g, n in zip(gomp, before):
-        g.omp_set_num_threads(n)
-
-
 def _point_source_mask(nside, n_holes, radius_deg, rng):
     mask = np.ones(hp.nside2npix(nside))
     for _ in range(n_holes):
