@@ -68,10 +68,19 @@ def test_ns_tilt_changes_spectrum_the_right_way():
     assert 0.75 * 0.1351 < slope < 1.25 * 0.1351
 
 
-@pytest.mark.parametrize("ns", [0, -0.5, float("nan"), "abc"])
+@pytest.mark.parametrize("ns", [0, -0.5, float("nan"), "abc", 7.0, 0.05])
 def test_bad_ns(ns):
     with pytest.raises(InputError, match="ns"):
         lensed_tt_cl_uk2(ns=ns)
+
+
+def test_direct_spectrum_calls_apply_the_sky_parameter_ranges():
+    """The CAMB front end and ``Sky`` share one validation (``check_cosmology``): a parameter
+    outside ``COSMOLOGY_RANGES`` is refused before CAMB runs, with the parameter named."""
+    with pytest.raises(InputError, match=r"cosmology\.H0: 500(\.0)? is outside"):
+        lensed_tt_cl_uk2(cosmology={"H0": 500.0})
+    with pytest.raises(InputError, match=r"ns: 3\.5 is outside"):
+        lensed_tt_cl_uk2(cosmology={"ns": 3.5})
 
 
 def test_gaussian_beam():

@@ -53,35 +53,31 @@ def _load_or_compute(subdir: str, key: dict, compute):
 
 
 def validate_ns(ns, source: str = "ns") -> float:
-    """Return ``ns`` as a positive finite float, or raise :class:`InputError`.
+    """Return ``ns`` as a finite float inside ``COSMOLOGY_RANGES["ns"]`` of
+    :mod:`combine.sky.model` (the one table of parameter ranges), or raise :class:`InputError`.
 
-    Any positive value is allowed; :data:`combine.sky.defaults.NS_CLASSES` are the named classes.
+    :data:`combine.sky.defaults.NS_CLASSES` are the named classes.
     """
+    from .model import COSMOLOGY_RANGES
+
     try:
         value = float(ns)
     except (TypeError, ValueError):
         raise InputError(f"{source}: spectral index must be a number, got {ns!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise InputError(f"{source}: spectral index must be a positive number, got {ns!r}")
+    lo, hi = COSMOLOGY_RANGES["ns"]
+    if not (math.isfinite(value) and lo <= value <= hi):
+        raise InputError(f"{source}: spectral index {ns!r} is outside the range CAMB is run for here, [{lo:g}, {hi:g}]")
     return value
 
 
 def resolve_cosmology(cosmology=None, ns=None) -> dict:
-    """The CAMB parameters actually used: Planck 2018, updated by ``cosmology``, then ``ns``."""
-    params = dict(PLANCK18_COSMOLOGY)
-    if cosmology is not None:
-        if not isinstance(cosmology, dict):
-            raise InputError(f"cosmology: expected a dict of CAMB parameters, got {type(cosmology).__name__}")
-        params.update(cosmology)
+    """The CAMB parameters actually used: Planck 2018, updated by ``cosmology``, then ``ns``,
+    each checked by :func:`combine.sky.model.check_cosmology` (the one validation, with ranges)."""
+    from .model import check_cosmology
+
     if ns is not None:
-        params["ns"] = validate_ns(ns)
-    else:
-        params["ns"] = validate_ns(params["ns"], "cosmology.ns")
-    for name, value in params.items():
-        if not isinstance(value, (int, float)) or not math.isfinite(float(value)):
-            raise InputError(f"cosmology.{name}: must be a finite number, got {value!r}")
-        params[name] = float(value)
-    return params
+        ns = validate_ns(ns)
+    return check_cosmology(cosmology, ns)
 
 
 def _check_lmax(lmax) -> int:
