@@ -384,6 +384,101 @@ ISSUE_ROWS = [
 ]
 CASES += ISSUE_ROWS
 
+
+def _fits_table(name, columns, **header):
+    """A HEALPix FITS table ``name`` of ``columns`` [(TTYPE, values, TUNIT or None), ...] (Nside 8,
+    RING) with extra header keywords; values may be (rows, repeat) to give columns other lengths."""
+    def write(d):
+        from astropy.io import fits
+
+        cols = []
+        for cname, values, unit in columns:
+            v = np.asarray(values, np.float32)
+            fmt = "E" if v.ndim == 1 else f"{v.shape[1]}E"
+            cols.append(fits.Column(name=cname, format=fmt, array=v, **({} if unit is None else {"unit": unit})))
+        hdu = fits.BinTableHDU.from_columns(cols)
+        hdu.header["PIXTYPE"] = "HEALPIX"
+        hdu.header["ORDERING"] = "RING"
+        hdu.header["NSIDE"] = NSIDE
+        for key, value in header.items():
+            hdu.header[key] = value
+        fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(d / name)
+    return write
+
+
+def _tqu_columns(units=("uK", "uK", "uK"), q=None, names=("I_STOKES", "Q_STOKES", "U_STOKES")):
+    t = _healpix_values()
+    qu = _healpix_values(scale=5.0)
+    return [(names[0], t, units[0]), (names[1], qu if q is None else q, units[1]), (names[2], -qu, units[2])]
+
+
+def _q_with(value):
+    q = _healpix_values(scale=5.0)
+    q[0] = value  # pixel 0 is valid in the standard mask
+    return q
+
+
+TQU_IO = ["--input", f"{IN}/tqu.fits", "--mask", f"{IN}/mask.fits", "--output", f"{OUT}/filled.fits"]
+TQU = ["inpaint", "--fields", "TQU", "--method", "wiener"]
+TQU_FULL = TQU + TQU_IO
+_TQU_FILE = _fits_table("tqu.fits", _tqu_columns())
+
+#: Bad T, Q, U input (issue 14): HEALPix T, Q, U maps, their masks, and full-sky simulation.
+TQU_ROWS = [
+    Case("inpaint TQU: two fields only (T, Q)", TQU + ["--input", f"{IN}/tq.fits"] + TQU_IO[2:],
+         _fits_table("tq.fits", [("TEMPERATURE", _healpix_values(), None), ("Q_POLARISATION", _healpix_values(), None)]),
+         match="tq.fits"),
+    Case("inpaint TQU: (2, Npix) .npy", TQU + ["--input", f"{IN}/tq.npy", "--mask", f"{IN}/mask.fits", "--output",
+                                              f"{OUT}/f.npy"],
+         _npy("tq.npy", np.stack([_healpix_values()] * 2).astype(np.float32)), match="tq.npy"),
+    Case("inpaint TQU: --fields TQU on a one-column map", TQU + FITS_IO, match="map.fits"),
+    Case("inpaint TQU: I_STOKES without Q_STOKES, U_STOKES", TQU + ["--input", f"{IN}/t.fits"] + TQU_IO[2:],
+         _fits_table("t.fits", [("I_STOKES", _healpix_values(), "K_CMB"), ("HITS", np.ones(768), None),
+                                ("II_COV", np.ones(768), "K_CMB^2")]), match="t.fits"),
+    Case("inpaint TQU: mask with 2 columns", TQU + TQU_IO[:2] + ["--mask", f"{IN}/m2.fits"] + TQU_IO[4:],
+         _several(_TQU_FILE, _fits_table("m2.fits", [("A", _healpix_mask(), None), ("B", _healpix_mask(), None)])),
+         match="m2.fits"),
+    Case("inpaint TQU: (2, Npix) .npy mask", TQU + TQU_IO[:2] + ["--mask", f"{IN}/m2.npy"] + TQU_IO[4:],
+         _several(_TQU_FILE, _npy("m2.npy", np.stack([_healpix_mask()] * 2))), match="m2.npy"),
+    Case("inpaint TQU: per-field masks with the joint fill", TQU + TQU_IO[:2] + ["--mask", f"{IN}/m3.fits"] + TQU_IO[4:],
+         _several(_TQU_FILE, _fits_table("m3.fits", [("T", _healpix_mask(), None), ("Q", np.where(np.arange(768) < 4, 0, 1), None),
+                                                     ("U", _healpix_mask(), None)])), match="m3.fits"),
+    Case("inpaint TQU: NaN in a valid Q pixel", TQU_FULL, _fits_table("tqu.fits", _tqu_columns(q=_q_with(np.nan))),
+         match="Q_STOKES"),
+    Case("inpaint TQU: UNSEEN in a valid Q pixel", TQU_FULL, _fits_table("tqu.fits", _tqu_columns(q=_q_with(-1.6375e30))),
+         match="Q_STOKES"),
+    Case("inpaint TQU: Q and U in different units", TQU_FULL,
+         _fits_table("tqu.fits", _tqu_columns(units=("uK", "K_CMB", "uK"))), match="tqu.fits"),
+    Case("inpaint TQU: unit on T only", TQU_FULL, _fits_table("tqu.fits", _tqu_columns(units=("uK", None, None))),
+         match="tqu.fits"),
+    Case("inpaint TQU: Q column of another length", TQU_FULL,
+         _fits_table("tqu.fits", [("I_STOKES", _healpix_values().reshape(192, 4), "uK"),
+                                  ("Q_STOKES", _healpix_values()[:384].reshape(192, 2), "uK"),
+                                  ("U_STOKES", _healpix_values().reshape(192, 4), "uK")]), match="tqu.fits"),
+    Case("inpaint TQU: unit-less T, Q, U in kelvin", TQU_FULL,
+         _fits_table("tqu.fits", [(n, v * 1e-6, None) for n, v, _ in _tqu_columns()]), match="--unit K"),
+    Case("inpaint TQU: unknown POLCCONV", TQU_FULL, _fits_table("tqu.fits", _tqu_columns(), POLCCONV="HEALPIX"),
+         match="tqu.fits"),
+    Case("inpaint TQU: --model", ["inpaint", "--fields", "TQU", "--model", "{model}"] + TQU_IO, _TQU_FILE,
+         match="--model"),
+    Case("inpaint TQU: --noise-map", TQU_FULL + ["--noise-map", f"{IN}/map.fits"], _TQU_FILE, match="--noise-map"),
+    Case("inpaint TQU: --spectrum (TT only)", TQU_FULL + ["--spectrum", f"{IN}/cl.npy"],
+         _several(_TQU_FILE, _npy("cl.npy", np.ones(100))), match="--spectrum"),
+    Case("inpaint TQU: --column", TQU_FULL + ["--column", "1"], _TQU_FILE, match="--column"),
+    Case("inpaint TQU: (N, H, W) patches", ["inpaint", "--fields", "TQU", "--method", "wiener"] + NPY_IO,
+         match="maps.npy"),
+    Case("simulate: --out FILE.fits with --n-patches", ["simulate", "--out", f"{OUT}/sky.fits", "--nside", "8",
+                                                        "--n-patches", "4"], match="--n-patches"),
+    Case("simulate: --out FILE.fits with --method flat", ["simulate", "--out", f"{OUT}/sky.fits", "--nside", "8",
+                                                          "--method", "flat"], match="flat"),
+    Case("simulate: --out FILE.fits that exists", ["simulate", "--out", f"{IN}/map.fits", "--nside", "8"],
+         match="map.fits"),
+    Case("simulate: --fields TQU --method healpix into a directory", SIM + ["--n-patches", "4", "--fields", "TQU",
+                                                                            "--method", "healpix", "--nside", "8"],
+         match="--fields TQU"),
+]
+CASES += TQU_ROWS
+
 IDS = [c.name for c in CASES]
 assert len(set(IDS)) == len(IDS), "case names must be unique"
 

@@ -454,3 +454,36 @@ def test_summary_line_with_quiet_names_output_and_seed(tmp_path, capsys):
     assert len(lines) == 1 and lines[0].startswith("combine inpaint: "), captured.out
     assert f"seed 5 -> {out}" in lines[0]
     assert fits.open(out)[1].header["COMBSEED"] == 5
+
+
+def test_model_with_a_first_guess_corrects_the_sphere_native_fill(tmp_path, capsys):
+    """Issue 13: ``--model DIR`` of a network with a first guess on a FITS map equals the library
+    path — :func:`inpaint_healpix` with ``first_guess_map`` = the sphere-native Wiener fill
+    (:func:`combine.sphere.fill_holes`, the sky's defaults) — valid pixels are unchanged, and the
+    network's correction is really added (the holes differ from the sphere fill)."""
+    import torch
+
+    from combine.first_guess import FirstGuess
+    from combine.healpix_inpaint import inpaint_healpix
+    from combine.models import load_model, save_model
+    from combine.nn import PConvUNet
+    from combine.sky import Sky
+    from combine.sphere import fill_holes
+    from combine.sphere.wiener import DEFAULT_MARGIN_PX
+
+    torch.manual_seed(0)
+    unet = PConvUNet("t128", levels=6, channels=[8, 16, 16, 16, 16, 16], prefill="biharmonic").eval()
+    save_model(unet, tmp_path / "model", first_guess=FirstGuess.for_sky("biharmonic", size=128))
+    given, mask = _healpix_case(tmp_path)
+    status, err = _run(capsys, "--model", tmp_path / "model", "--input", tmp_path / "map.fits", "--mask",
+                       tmp_path / "mask.fits", "--output", tmp_path / "out.fits")
+    assert status == 0, err
+    out = read_healpix_fits(tmp_path / "out.fits").values
+    sky = Sky.planck18(noise_uk_arcmin=1.0).replace(pixel_arcmin=hp.nside2resol(NSIDE, arcmin=True))
+    valid = mask > 0
+    sphere = fill_holes(given, valid, sky=sky, margin_px=DEFAULT_MARGIN_PX).apply(np.asarray(given, np.float64))
+    ref = inpaint_healpix(load_model(tmp_path / "model"), given, mask, first_guess_map=sphere, progress=False)
+    np.testing.assert_array_equal(out, ref)
+    np.testing.assert_array_equal(out[valid], given[valid])
+    correction = out[~valid].astype(np.float64) - sphere[~valid]
+    assert np.isfinite(out).all() and np.abs(correction).min() > 0

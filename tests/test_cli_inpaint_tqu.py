@@ -49,3 +49,180 @@ def test_nan_in_a_valid_q_pixel_is_refused(tmp_path, capsys):
     assert _inpaint(tmp_path, "lwiener") == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "NaN" in err
+
+
+# --------------------------------------------------------------------------------------------
+# HEALPix T, Q, U maps: --fields TQU
+# --------------------------------------------------------------------------------------------
+NSIDE_TQU = 32  # 110' pixels: holes of a few pixels, each filled from a window of ~40 pixels
+
+
+def _tqu_sky():
+    import healpy as hp
+
+    return Sky.planck18(noise_uk_arcmin=1.0).replace(pixel_arcmin=hp.nside2resol(NSIDE_TQU, arcmin=True))
+
+
+def _tqu_case(nside=NSIDE_TQU, seed=1):
+    """A T, Q, U map (μK, RING, healpy's convention) and a mask with 3 holes of a few pixels."""
+    import healpy as hp
+
+    from combine.sky.polarisation import simulate_healpix_tqu
+
+    tqu = simulate_healpix_tqu(nside, sky=_tqu_sky(), seed=seed)
+    mask = np.ones(tqu.shape[1], np.float32)
+    for lon, lat in ((10, 10), (100, -30), (200, 60)):
+        mask[hp.query_disc(nside, hp.ang2vec(lon, lat, lonlat=True), np.radians(3.0))] = 0
+    return tqu, mask
+
+
+def _planck_tqu_file(path, tqu_uk, mask, *, nest=False, polcconv="IAU", units=("K_CMB",) * 3, scale=1e-6):
+    """A Planck-style table: I/Q/U_STOKES in K_CMB (U in ``polcconv``), HITS, II_COV; UNSEEN in holes."""
+    import healpy as hp
+    from astropy.io import fits
+
+    values = np.where(mask > 0, tqu_uk * scale, hp.UNSEEN).astype(np.float32)
+    if polcconv == "IAU":
+        values[2] = np.where(mask > 0, -values[2], hp.UNSEEN)
+    if nest:
+        order = hp.ring2nest(hp.npix2nside(mask.size), np.arange(mask.size))
+        values[:, order] = values.copy()
+    hits = (np.arange(mask.size) % 97).astype(np.int32)
+    cols = [fits.Column(name=n, format="E", unit=u, array=v) for n, u, v in
+            zip(("I_STOKES", "Q_STOKES", "U_STOKES"), units, values)]
+    cols += [fits.Column(name="HITS", format="J", array=hits),
+             fits.Column(name="II_COV", format="E", unit="K_CMB^2", array=np.full(mask.size, 4e-12, np.float32))]
+    hdu = fits.BinTableHDU.from_columns(cols)
+    hdu.header["PIXTYPE"] = "HEALPIX"
+    hdu.header["ORDERING"] = "NESTED" if nest else "RING"
+    hdu.header["NSIDE"] = hp.npix2nside(mask.size)
+    hdu.header["TELESCOP"] = "PLANCKISH"
+    if polcconv is not None:
+        hdu.header["POLCCONV"] = polcconv
+    fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(path)
+    return values
+
+
+def _tqu_inpaint(tmp_path, method, inp, mask, out, *extra):
+    return main(["inpaint", "--quiet", "--fields", "TQU", "--method", method, "--input", str(tmp_path / inp),
+                 "--mask", str(tmp_path / mask), "--output", str(tmp_path / out), *extra])
+
+
+def test_planck_tqu_file_gcr_realisations_on_the_sphere(tmp_path, capsys):
+    """NESTED Planck-style file in K_CMB with POLCCONV IAU, HITS and II_COV, mask in RING, two GCR
+    realisations: each output keeps every column, unit, keyword, ordering and the IAU sign; valid
+    T, Q, U pixels are bit-identical; the holes of realisation k are sphere_tqu_fill(gcr=True) of the
+    μK, COSMO map (U negated) with the documented seed of k (0: --seed itself), to float32 rounding;
+    the COMBSKY card reads back as the sky assumed."""
+    import healpy as hp
+    from astropy.io import fits
+
+    from combine.baselines.sphere_wiener_pol import sphere_tqu_fill
+    from combine.commands.inpaint_tqu import realisation_seed
+
+    tqu, mask = _tqu_case()
+    stored = _planck_tqu_file(tmp_path / "planck.fits", tqu, mask, nest=True)
+    hp.write_map(tmp_path / "mask.fits", mask, dtype=np.float32)  # RING
+    assert _tqu_inpaint(tmp_path, "gcr", "planck.fits", "mask.fits", "g.fits", "--seed", "7", "--realisations",
+                        "2") == 0, capsys.readouterr().err
+    src = fits.open(tmp_path / "planck.fits")[1]
+    nest_mask = hp.reorder(mask, r2n=True) > 0
+    given_uk = stored.astype(np.float64) * 1e6
+    given_uk[2] *= -1  # IAU -> COSMO
+    draws = []
+    for k in range(2):
+        out = fits.open(tmp_path / f"g_r{k}.fits")[1]
+        assert out.columns.names == ["I_STOKES", "Q_STOKES", "U_STOKES", "HITS", "II_COV"]
+        assert [c.unit for c in out.columns] == ["K_CMB", "K_CMB", "K_CMB", None, "K_CMB^2"]
+        assert out.header["ORDERING"] == "NESTED" and out.header["POLCCONV"] == "IAU"
+        assert out.header["TELESCOP"] == "PLANCKISH" and out.header["COMBMETH"] == "gcr"
+        assert out.header["COMBSEED"] == 7 and out.header["COMBREAL"] == k
+        for name in ("HITS", "II_COV"):
+            np.testing.assert_array_equal(out.data[name].ravel(), src.data[name].ravel())
+        got = np.stack([out.data[n].ravel() for n in ("I_STOKES", "Q_STOKES", "U_STOKES")])
+        np.testing.assert_array_equal(got[:, nest_mask], stored[:, nest_mask])
+        sky = Sky.from_json(out.header["COMBSKY"])
+        assert sky == _tqu_sky()
+        ref = sphere_tqu_fill(given_uk, nest_mask.astype(np.uint8), sky=sky, nest=True, gcr=True,
+                              seed=realisation_seed(7, k))[:, ~nest_mask]
+        got_uk = got[:, ~nest_mask].astype(np.float64) * 1e6
+        got_uk[2] *= -1
+        scale = np.abs(ref).max(axis=1, keepdims=True)  # per field: T ~ 100 μK, Q/U ~ 1 μK
+        np.testing.assert_allclose(got_uk / scale, ref / scale, rtol=1e-5, atol=1e-5)
+        draws.append(got_uk)
+    assert np.abs(draws[0] - draws[1]).min() > 0  # independent draws differ in every hole pixel
+
+
+def test_healpy_written_tqu_map_and_npy_give_the_same_fill(tmp_path, capsys):
+    """hp.write_map's TEMPERATURE/Q_POLARISATION/U_POLARISATION columns (μK, no unit, no
+    POLCCONV) -> .npy (3, Npix); and that .npy -> FITS with I/Q/U_STOKES and POLCCONV COSMO:
+    the same hole values (per-field diffusive fill), valid pixels as given."""
+    import healpy as hp
+    from astropy.io import fits
+
+    nside = 128
+    rng = np.random.default_rng(3)
+    given = (rng.standard_normal((3, hp.nside2npix(nside))) * [[100], [5], [5]]).astype(np.float32)
+    mask = np.ones(given.shape[1], np.float32)
+    mask[hp.query_disc(nside, hp.ang2vec(30, 20, lonlat=True), np.radians(0.4))] = 0
+    given[:, mask == 0] = hp.UNSEEN
+    hp.write_map(tmp_path / "hp.fits", given, dtype=np.float32)
+    np.save(tmp_path / "mask.npy", mask)
+    assert _tqu_inpaint(tmp_path, "diffusive", "hp.fits", "mask.npy", "a.npy") == 0, capsys.readouterr().err
+    np.save(tmp_path / "tqu.npy", given)
+    assert _tqu_inpaint(tmp_path, "diffusive", "tqu.npy", "mask.npy", "b.fits") == 0, capsys.readouterr().err
+    a = np.load(tmp_path / "a.npy")
+    hdu = fits.open(tmp_path / "b.fits")[1]
+    assert hdu.columns.names == ["I_STOKES", "Q_STOKES", "U_STOKES"] and hdu.header["POLCCONV"] == "COSMO"
+    b = np.stack([hdu.data[n].ravel() for n in hdu.columns.names])
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(a[:, mask > 0], given[:, mask > 0])
+    assert np.isfinite(a).all() and (np.abs(a[1:, mask == 0]) < 50).all()  # Q, U filled at their own scale
+
+
+def test_per_field_diffusive_with_a_three_column_mask(tmp_path, capsys):
+    """A scalar method fills each field alone with its own mask (3-column FITS mask): each column
+    equals inpaint_healpix(diffusive_fill) of that field with that mask."""
+    import healpy as hp
+
+    from combine.baselines import diffusive_fill
+    from combine.healpix_inpaint import inpaint_healpix
+
+    nside = 128
+    rng = np.random.default_rng(4)
+    tqu = (rng.standard_normal((3, hp.nside2npix(nside))) * [[100], [5], [5]]).astype(np.float32)
+    masks = np.ones_like(tqu)
+    for k, (lon, lat) in enumerate(((10, 10), (100, -30), (200, 60))):
+        masks[k, hp.query_disc(nside, hp.ang2vec(lon, lat, lonlat=True), np.radians(0.4))] = 0
+    masks[:, hp.query_disc(nside, hp.ang2vec(300, 0, lonlat=True), np.radians(0.4))] = 0
+    hp.write_map(tmp_path / "tqu.fits", tqu, dtype=np.float32, column_units="uK")
+    hp.write_map(tmp_path / "masks.fits", masks, dtype=np.float32)
+    assert _tqu_inpaint(tmp_path, "diffusive", "tqu.fits", "masks.fits", "d.fits") == 0, capsys.readouterr().err
+    out = hp.read_map(tmp_path / "d.fits", field=None, dtype=np.float32)
+    for k in range(3):
+        ref = inpaint_healpix(diffusive_fill, tqu[k], masks[k], progress=False)
+        np.testing.assert_array_equal(out[k], ref)
+        np.testing.assert_array_equal(out[k][masks[k] > 0], tqu[k][masks[k] > 0])
+    # the joint sphere fill needs one mask for the three fields
+    assert _tqu_inpaint(tmp_path, "wiener", "tqu.fits", "masks.fits", "w.fits") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "masks differ" in err and not (tmp_path / "w.fits").exists()
+
+
+def test_three_channel_model_on_tqu_patches(tmp_path, capsys, untrained_models):
+    """--fields TQU --model of a 3-channel network on (N, 3, H, W) patches: the output is the
+    model's own inpaint (InpaintingModel.inpaint) and valid pixels are bit-identical (a 1-channel
+    model is refused: test_bad_inputs, "3-channel maps for a 1-channel model")."""
+    from combine.models import load_model
+
+    rng = np.random.default_rng(5)  # the plumbing only: white T, Q, U at their usual scales
+    maps = (rng.standard_normal((1, 3, 128, 128)) * np.array([100, 5, 5])[:, None, None]).astype(np.float32)
+    mask = circle_mask(128, 6).astype(np.float32)
+    np.save(tmp_path / "maps.npy", maps)
+    np.save(tmp_path / "mask.npy", mask)
+    argv = ["inpaint", "--quiet", "--fields", "TQU", "--input", str(tmp_path / "maps.npy"), "--mask",
+            str(tmp_path / "mask.npy")]
+    assert main(argv + ["--model", str(untrained_models / "t128-3ch"), "--output", str(tmp_path / "nn.npy")]) == 0
+    out = np.load(tmp_path / "nn.npy")
+    np.testing.assert_array_equal(out, load_model(untrained_models / "t128-3ch").inpaint(maps, mask))
+    np.testing.assert_array_equal(out[:, :, mask == 1], maps[:, :, mask == 1])

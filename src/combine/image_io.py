@@ -185,7 +185,8 @@ def _read_healpix_hdul(path, field):
         primary = fits.Header([c for c in hdul[0].header.cards if _keep_keyword(c.keyword)])
         if field is None:
             if any(a.size != values.size for a in arrays):
-                raise InputError(f"{path}: columns of different lengths; not a HEALPix map table")
+                sizes = ", ".join(f"{n} {a.size}" for n, a in zip(names, arrays))
+                raise InputError(f"{path}: columns of different lengths ({sizes} pixels); not a HEALPix map table")
             return HealpixTable(names=names, arrays=arrays, units=units, formats=formats, nside=nside,
                                 nest=ordering in ("NESTED", "NEST"), ordering_in_header=bool(ordering),
                                 header=keep, primary_header=primary)

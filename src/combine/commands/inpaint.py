@@ -32,6 +32,14 @@ change. The file types follow the extensions:
                     sphere at the true pixel positions; --method gcr: a constrained realisation
                     (that mean plus a seeded draw from the exact conditional covariance). Other
                     methods and --model: holes projected onto gnomonic patches, filled, written back.
+  --fields TQU      a HEALPix T, Q, U map: the columns I_STOKES, Q_STOKES, U_STOKES (or TEMPERATURE,
+                    Q_POLARISATION, U_POLARISATION; T, Q, U; else the first three), each with its
+                    TUNIT (Q and U alike); POLCCONV COSMO (or none) as is, IAU: U negated on read
+                    and back on write. Or a (3, Npix) .npy. The mask: one map for T, Q and U, or
+                    three columns/rows (per field). wiener / lwiener / gcr: the joint T, Q, U fill
+                    on the sphere (one mask; white noise, Q/U √2 × --noise); other methods fill
+                    each field alone through patches (Q, U as scalars: they leak E into B).
+                    The output keeps every column, ordering, unit, POLCCONV and header.
   .npy              patches (H, W), (N, H, W) or (N, C, H, W) in μK with a mask that broadcasts,
                     or a 1-D .npy of 12*Nside^2 pixels (a HEALPix map, RING unless --nest).
                     Complex arrays are refused; integer arrays are read as float32.
@@ -83,8 +91,11 @@ def register(subparsers, common):
     spec.add_argument("--spectrum", metavar="FILE", help="C_ell (μK², ell = 0..lmax, no beam): .npy or text")
     p.add_argument("--noise-map", metavar="FILE", help="HEALPix per-pixel noise variance (FITS or 1-D .npy)")
     p.add_argument("--unit", metavar="K|uK", help="unit of a map that has none in its header (K, K_CMB, mK, uK)")
-    p.add_argument("--column", "--field", dest="column", default="0", metavar="NAME|INDEX",
+    p.add_argument("--column", "--field", dest="column", default=None, metavar="NAME|INDEX",
                    help="column of a multi-column FITS map to fill (default 0)")
+    p.add_argument("--fields", choices=("T", "TQU"), default="T",
+                   help="T (default: one map or column) or TQU (HEALPix T, Q, U columns filled together, "
+                        "or (N, 3, H, W) patches)")
     p.add_argument("--margin", type=float, default=None, metavar="PX",
                    help="sphere-native methods: context margin in map pixels (default: the measured one)")
     p.add_argument("--batch-size", type=int, default=16, help="patches per network call (default %(default)s)")
@@ -215,7 +226,17 @@ def _sky_cards(sky, args, seed):
 
 def run(args):
     kinds = _check_args(args)
-    healpix = kinds["input"] == "fits" or (kinds["input"] == "npy" and _npy_ndim(args.input) == 1)
+    tqu = args.fields == "TQU"
+    ndim = _npy_ndim(args.input) if kinds["input"] == "npy" else None
+    healpix = kinds["input"] == "fits" or ndim == (2 if tqu else 1)
+    if tqu:
+        from .inpaint_tqu import check_tqu_args
+
+        if healpix:
+            check_tqu_args(args)
+        elif kinds["input"] != "npy" or (ndim is not None and ndim != 4):
+            raise InputError(f"{args.input}: --fields TQU takes a HEALPix T, Q, U map (.fits, or a (3, Npix) .npy) "
+                             f"or (N, 3, H, W) .npy patches" + (f", not a {ndim}-D array" if ndim else ""))
     model = None
     if args.model is not None:
         from ..models import load_model
@@ -224,7 +245,12 @@ def run(args):
     seed = args.seed
     if args.method == "gcr" and seed is None:
         seed = int(np.random.SeedSequence().entropy % (2**31))
-    if healpix:
+    if healpix and tqu:
+        from .inpaint_tqu import run_tqu_healpix
+
+        what = run_tqu_healpix(args, kinds, seed, sky_of=_sky, sky_cards=_sky_cards, patch_method=_patch_method,
+                               output_paths=_output_paths)
+    elif healpix:
         what = _run_healpix(args, kinds, model, seed)
     else:
         what = _run_patches(args, kinds, model, seed)
@@ -246,7 +272,7 @@ def _read_map(args, kind):
 
     if kind == "fits":
         table = read_healpix_table(args.input)
-        col = table.index(args.column, f"{args.input}: --column")
+        col = table.index("0" if args.column is None else args.column, f"{args.input}: --column")
         nest = table.nest
         if not table.ordering_in_header:
             nest = bool(args.nest)
@@ -445,6 +471,8 @@ def _run_patches(args, kinds, model, seed):
     if args.noise_map is not None:
         raise InputError("--noise-map: applies to HEALPix maps only")
     maps = read_png(args.input, scale_uk=args.png_scale) if kinds["input"] == "png" else read_npy(args.input)
+    if args.fields == "TQU" and not (maps.ndim == 4 and maps.shape[1] == 3):
+        raise InputError(f"{args.input}: --fields TQU: patches must be (N, 3, H, W) T, Q, U, got shape {maps.shape}")
     masks = read_png_mask(args.mask) if kinds["mask"] == "png" else read_npy(args.mask)
     _, mask_b = check_maps_and_masks(maps, masks, str(args.input), str(args.mask))
     n_holes = int(np.count_nonzero(mask_b == 0))

@@ -41,6 +41,13 @@ Each file records its sky (attribute `sky`, the JSON of combine.sky.Sky) next to
 attributes pixel_arcmin, beam_fwhm_arcmin, noise_uk_arcmin and cosmology.
 --fields TQU (flat only) writes maps (N, 3, H, W) = T, Q, U in μK with the TE correlation and the
 DESIGN E/B convention (combine.sky.polarisation.simulate_flat_tqu); Q/U noise is √2 × --noise.
+
+--out FILE.fits (with --method healpix, no --n-patches) writes one full-sky HEALPix map at
+--nside instead of a dataset: column I_STOKES (--fields T) or I_STOKES, Q_STOKES, U_STOKES
+(--fields TQU: combine.sky.polarisation.simulate_healpix_tqu, healpy's polarisation convention,
+POLCCONV = 'COSMO'), TUNIT uK_CMB, ORDERING RING, beam and HEALPix pixel window applied, white
+noise per pixel (Q/U √2 ×). The header records the sky (COMBSKY, the JSON of combine.sky.Sky)
+and the seed (COMBSEED). An existing file is replaced only with --overwrite.
 The same --seed gives the same files."""
 
 
@@ -52,10 +59,13 @@ def register(subparsers, common):
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--out", required=True, metavar="DIR", help="output directory (created if missing)")
-    p.add_argument("--n-patches", required=True, type=int, metavar="N", help="total number of patches")
+    p.add_argument("--out", required=True, metavar="DIR|FILE.fits",
+                   help="output directory (created if missing), or a .fits file for one full-sky map")
+    p.add_argument("--n-patches", type=int, default=None, metavar="N",
+                   help="total number of patches (required for a dataset directory)")
     p.add_argument("--size", type=int, default=PATCH_SIZE, help=f"patch side in pixels, >= {MIN_PATCH_SIZE} (default %(default)s)")
-    p.add_argument("--method", choices=("flat", "healpix"), default="flat", help="flat-sky FFT or full-sky HEALPix (default %(default)s)")
+    p.add_argument("--method", choices=("flat", "healpix"), default=None,
+                   help="flat-sky FFT or full-sky HEALPix (default flat; healpix for --out FILE.fits)")
     p.add_argument("--ns", type=float, nargs="+", metavar="V", help="spectral index (one or several classes; default Planck 0.9649)")
     p.add_argument("--noise", type=float, default=0.0, metavar="UK_ARCMIN", help="white noise, μK·arcmin (default 0)")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: fresh, recorded in the files)")
@@ -65,16 +75,35 @@ def register(subparsers, common):
     p.add_argument("--nside", type=int, default=NSIDE_DEFAULT, help="HEALPix Nside for --method healpix (default %(default)s; 2048 needs ~2 GB RAM)")
     p.add_argument("--patches-per-map", type=int, default=10, help="patches cut from each full-sky map (default %(default)s)")
     p.add_argument("--fields", choices=("T", "TQU"), default="T",
-                   help="T (maps (N, H, W)) or T, Q, U (maps (N, 3, H, W); --method flat only) (default %(default)s)")
+                   help="T (maps (N, H, W)) or T, Q, U (maps (N, 3, H, W) with --method flat; a 3-column "
+                        "full-sky map with --out FILE.fits) (default %(default)s)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out FILE.fits")
     p.set_defaults(run=run)
 
 
 def _check_args(args):
     from ..data import parse_split
+    from ..image_io import FITS_SUFFIXES
     from ..sky.spectra import validate_ns
 
-    if args.n_patches < 1:
-        raise InputError(f"--n-patches: must be >= 1, got {args.n_patches}")
+    args.full_sky = str(args.out).lower().endswith(FITS_SUFFIXES)
+    if args.full_sky:
+        if args.method == "flat":
+            raise InputError(f"--out {args.out}: a full-sky map is simulated with --method healpix, not flat")
+        args.method = "healpix"
+        if args.n_patches is not None:
+            raise InputError(f"--n-patches: --out {args.out} writes one full-sky map, not patches")
+        if Path(args.out).exists() and not args.overwrite:
+            raise InputError(f"{args.out}: already exists (pass --overwrite to replace it)")
+        if Path(args.out).is_dir():
+            raise InputError(f"{args.out}: is a directory")
+    else:
+        args.method = args.method or "flat"
+        if args.n_patches is None:
+            raise InputError("--n-patches: required (the number of patches to write into DIR); "
+                             "or --out FILE.fits for one full-sky map")
+        if args.n_patches < 1:
+            raise InputError(f"--n-patches: must be >= 1, got {args.n_patches}")
     if args.size < MIN_PATCH_SIZE:
         raise InputError(f"--size: patch side must be >= {MIN_PATCH_SIZE}, got {args.size}")
     fractions = parse_split(args.split)
@@ -94,8 +123,11 @@ def _check_args(args):
             raise InputError(f"--nside: must be a power of 2, got {args.nside}")
         if args.patches_per_map < 1:
             raise InputError(f"--patches-per-map: must be >= 1, got {args.patches_per_map}")
-    if getattr(args, "fields", "T") == "TQU" and args.method != "flat":
-        raise InputError("--fields TQU: only --method flat simulates T, Q, U patches here")
+    if getattr(args, "fields", "T") == "TQU" and args.method != "flat" and not args.full_sky:
+        raise InputError("--fields TQU --method healpix: writes one full-sky T, Q, U map (--out FILE.fits); "
+                         "T, Q, U patch datasets are simulated with --method flat")
+    if args.full_sky and len(ns_values) > 1:
+        raise InputError(f"--ns: a full-sky map has one spectral index, got {len(ns_values)}")
     if args.seed is not None and args.seed < 0:
         raise InputError(f"--seed: must be >= 0, got {args.seed}")
     return fractions, ns_values
@@ -139,6 +171,8 @@ def _check_space(args, out: Path, several: bool) -> None:
 
 def run(args):
     fractions, ns_values = _check_args(args)
+    if args.full_sky:
+        return _simulate_full_sky(args, ns_values[0] if ns_values else None)
     out = Path(args.out)
     _check_space(args, out, len(ns_values) > 1)
     created = _check_out_dir(out)
@@ -248,4 +282,51 @@ def _simulate(args, out, fractions, ns_values):
     ns_text = "" if not ns_values else f"; ns {', '.join(f'{v:g}' for v in ns_values)}"
     summary(f"wrote {args.n_patches} {args.method} patches ({shape} μK, {format_bytes(dataset_bytes(args, several))}) "
             f"to {out}/{{{','.join(SPLITS)}}}.h5 ({per_split}){ns_text}; seed {seed}")
+    return 0
+
+
+def _simulate_full_sky(args, ns):
+    """One full-sky HEALPix map (T, or T, Q, U) into --out FILE.fits (module DESCRIPTION)."""
+    import healpy as hp
+
+    from ..atomic import check_free_space, format_bytes
+    from ..image_io import HealpixTable, write_healpix_table
+    from ..progress import summary
+    from ..sky import Sky
+    from ..sky.healpix import simulate_healpix_map
+    from ..sky.polarisation import simulate_healpix_tqu
+
+    tqu = args.fields == "TQU"
+    nside = int(args.nside)
+    n_fields = 3 if tqu else 1
+    nbytes = n_fields * hp.nside2npix(nside) * 4
+    out = Path(args.out)
+    check_free_space(out.parent if str(out.parent) else Path("."), nbytes,
+                     f"--nside {nside}: {n_fields} full-sky float32 map{'s' if tqu else ''}")
+    if not out.parent.is_dir():
+        raise InputError(f"{out}: directory {out.parent} does not exist")
+    seed = args.seed if args.seed is not None else int(np.random.SeedSequence().entropy % (2**63))
+    sky = Sky.planck18(pixel_arcmin=hp.nside2resol(nside, arcmin=True), beam_fwhm_arcmin=args.beam_fwhm,
+                       noise_uk_arcmin=args.noise)
+    if ns is not None:
+        sky = sky.with_ns(ns)
+    if tqu:
+        maps = simulate_healpix_tqu(nside, sky=sky, seed=seed)
+        names = ["I_STOKES", "Q_STOKES", "U_STOKES"]
+    else:
+        maps = simulate_healpix_map(nside, sky=sky, seed=seed)[None]
+        names = ["I_STOKES"]
+    table = HealpixTable(names=names, arrays=[np.asarray(m, dtype=np.float32) for m in maps],
+                         units=["uK_CMB"] * n_fields, formats=["E"] * n_fields, nside=nside, nest=False,
+                         ordering_in_header=True, header=None, primary_header=None)
+    cards = [("COMBSKY", sky.to_json_text(), "sky simulated (combine-sky JSON)"),
+             ("COMBSEED", int(seed), "seed of the simulation"),
+             ("PIXWIN", True, "HEALPix pixel window applied"),
+             ("BEAMFWHM", float(args.beam_fwhm), "Gaussian beam FWHM, arcmin")]
+    if tqu:
+        cards.insert(0, ("POLCCONV", "COSMO", "healpy's polarisation convention"))
+    write_healpix_table(out, table, header_cards=cards,
+                        history=f"combine simulate: planck18 {'T, Q, U' if tqu else 'T'} full sky, seed {seed}")
+    summary(f"wrote a full-sky {'T, Q, U' if tqu else 'T'} map (Nside {nside}, RING, uK_CMB, "
+            f"{format_bytes(nbytes)}) to {out}; seed {seed}")
     return 0

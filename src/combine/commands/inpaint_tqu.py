@@ -1,0 +1,253 @@
+"""``combine inpaint --fields TQU`` on HEALPix maps: T, Q, U FITS tables (or a (3, Npix) ``.npy``).
+
+What is read (columns by name, POLCCONV, per-column units): :mod:`combine.tqu_fits`.
+
+- ``--method wiener`` / ``lwiener``: the joint T, Q, U conditional mean of every hole on the sphere
+  (:func:`combine.baselines.sphere_wiener_pol.sphere_tqu_fill`; ``lwiener`` is the same fill, as
+  for T maps, where both are the sphere-native local solve); ``--method gcr``: that mean plus a
+  seeded draw from the exact conditional covariance. One mask for the three fields.
+- any other ``--method`` (diffusive, biharmonic, gmrf, ...): the scalar fill of each field on its
+  own through gnomonic patches (:func:`combine.healpix_inpaint.inpaint_healpix`), Q and U as
+  scalars in healpy's frame: a baseline of what a fill ignorant of spin 2 leaks. A 3-column mask
+  gives each field its own mask.
+- ``--model``: refused (the networks take temperature patches; T, Q, U patches cut from the sphere
+  would need the Q/U frame rotation both ways).
+
+``--realisations N``: realisation 0 of seed S is ``sphere_tqu_fill(..., gcr=True, seed=S)`` (the
+library call with that seed), realisation k > 0 uses the seed
+``numpy.random.SeedSequence([S, k]).generate_state(1)[0]``; each is independent of N. Each
+realisation recomputes the mean (the TQU fill exposes no separate draws).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InputError
+from ..tqu_fits import FIELDS, TQU_OUTPUT_NAMES
+
+#: Methods filled jointly on the sphere, and whether they draw a realisation.
+SPHERE_TQU_METHODS = {"wiener": False, "lwiener": False, "gcr": True}
+
+
+def realisation_seed(seed: int, k: int) -> int:
+    """Seed of realisation ``k`` of ``--seed seed`` (module docstring)."""
+    if k == 0:
+        return int(seed)
+    return int(np.random.SeedSequence([int(seed), int(k)]).generate_state(1)[0])
+
+
+def check_tqu_args(args) -> None:
+    """Options that a T, Q, U HEALPix fill cannot honour: one line each."""
+    if args.model is not None:
+        raise InputError(f"--model: T, Q, U HEALPix maps are filled with --method (wiener, gcr, lwiener jointly "
+                         f"on the sphere, or a scalar method per field); the network path takes temperature maps")
+    if args.spectrum is not None:
+        raise InputError("--spectrum: gives TT only; T, Q, U maps need the CAMB TT, EE, BB, TE spectra")
+    if args.noise_map is not None:
+        raise InputError("--noise-map: the T, Q, U sphere fill takes the white noise of --noise (Q, U: √2 ×); "
+                         "no per-pixel noise map")
+    if args.column is not None:
+        raise InputError("--column: --fields TQU reads the T, Q, U columns by name (I_STOKES, Q_STOKES, U_STOKES, ...)")
+
+
+# --------------------------------------------------------------------------------------------
+# reading
+# --------------------------------------------------------------------------------------------
+def _read_tqu_map(args, kind):
+    """(tqu TQUTable or None, raw (3 arrays), nest, factors to μK (None: no unit))."""
+    from ..image_io import read_npy, unit_to_uk
+    from ..tqu_fits import read_tqu_table
+
+    if kind == "fits":
+        tq = read_tqu_table(args.input, args.unit)
+        nest = tq.table.nest
+        if not tq.table.ordering_in_header:
+            nest = bool(args.nest)
+        elif args.nest and not tq.table.nest:
+            raise InputError(f"--nest: {args.input} says ORDERING = RING")
+        return tq, [tq.raw(k) for k in range(3)], nest, tq.factors_to_uk
+    if kind == "npy":
+        arr = read_npy(args.input, ndims=(1, 2))
+        if arr.ndim == 1 or arr.shape[0] != 3:
+            n = 1 if arr.ndim == 1 else arr.shape[0]
+            raise InputError(f"{args.input}: --fields TQU needs T, Q, U maps of shape (3, 12 Nside^2); "
+                             f"got {n} field{'s' if n != 1 else ''} (shape {arr.shape})")
+        factor = None if args.unit is None else unit_to_uk(args.unit, "--unit")
+        return None, list(arr), bool(args.nest), [factor] * 3
+    raise InputError(f"{args.input}: a HEALPix T, Q, U map must be .fits/.fits.gz or a (3, Npix) .npy, not .{kind}")
+
+
+def _read_tqu_mask(args, kind, nest, npix) -> np.ndarray:
+    """(1 or 3, Npix) mask values in the map's ordering: one mask for T, Q, U or one per field."""
+    import healpy as hp
+
+    from ..image_io import read_healpix_table, read_npy
+
+    if kind == "fits":
+        table = read_healpix_table(args.mask)
+        values = np.stack(table.arrays) if len(table.arrays) in (1, 3) else None
+        if values is None:
+            raise InputError(f"{args.mask}: mask has {len(table.arrays)} columns ({', '.join(table.names)}); "
+                             "--fields TQU takes one mask for T, Q and U, or three (T, Q, U)")
+        mask_nest = table.nest if table.ordering_in_header else None
+    elif kind == "npy":
+        values = read_npy(args.mask, ndims=(1, 2))
+        values = values[None] if values.ndim == 1 else values
+        if values.shape[0] not in (1, 3):
+            raise InputError(f"{args.mask}: mask has {values.shape[0]} fields (shape {values.shape}); --fields TQU "
+                             "takes one mask (Npix,) for T, Q and U, or three (3, Npix)")
+        mask_nest = None
+    else:
+        raise InputError(f"{args.mask}: a HEALPix mask must be .fits/.fits.gz or a .npy, not .{kind}")
+    if values.shape[1] != npix:
+        def nside_of(n):
+            return hp.npix2nside(n) if hp.isnpixok(n) else f"? ({n} pixels)"
+        raise InputError(f"{args.mask}: mask has Nside {nside_of(values.shape[1])}, map {args.input} has Nside "
+                         f"{nside_of(npix)}")
+    if mask_nest is not None and mask_nest != nest:
+        bad = ~((values == 0) | (values == 1))
+        if bad.any():
+            raise InputError(f"{args.mask}: mask is not binary ({int(bad.sum())} pixels other than 0 and 1)")
+        values = np.stack([hp.reorder(v, n2r=True) if mask_nest else hp.reorder(v, r2n=True) for v in values])
+    return values
+
+
+def _check_fields(args, raw, mask_values, names):
+    """Validate each field against its mask; return (valid (3, Npix) bool, nside)."""
+    from ..healpix_inpaint import check_healpix_inputs
+
+    valid = []
+    nside = None
+    for k in range(3):
+        m = mask_values[k if mask_values.shape[0] == 3 else 0]
+        mask_source = str(args.mask) if mask_values.shape[0] == 1 else f"{args.mask}: {FIELDS[k]} mask"
+        _, v, nside = check_healpix_inputs(raw[k], m, f"{args.input}: {names[k]}", mask_source)
+        valid.append(v)
+    return np.stack(valid), nside
+
+
+# --------------------------------------------------------------------------------------------
+# the fill
+# --------------------------------------------------------------------------------------------
+def run_tqu_healpix(args, kinds, seed, *, sky_of, sky_cards, patch_method, output_paths) -> str:
+    """Fill a T, Q, U HEALPix map (module docstring); returns the summary's description."""
+    import healpy as hp
+
+    from ..image_io import looks_like_kelvin, write_healpix_table, write_npy
+
+    check_tqu_args(args)
+    if kinds["output"] not in ("fits", "npy"):
+        raise InputError(f"{args.output}: a HEALPix map is written as .fits/.fits.gz or .npy, not .{kinds['output']}")
+    tq, raw, nest, factors = _read_tqu_map(args, kinds["input"])
+    npix = raw[0].size
+    if any(r.size != npix for r in raw):
+        raise InputError(f"{args.input}: T, Q, U maps of different lengths ({', '.join(str(r.size) for r in raw)})")
+    names = tq.names if tq is not None else [f"{f} (row {k})" for k, f in enumerate(FIELDS)]
+    mask_values = _read_tqu_mask(args, kinds["mask"], nest, npix)
+    valid, nside = _check_fields(args, raw, mask_values, names)
+    del mask_values
+    if factors[0] is None:  # no unit anywhere and no --unit
+        t_valid = raw[0][valid[0]]
+        if looks_like_kelvin(t_valid):
+            raise InputError(f"{args.input}: map has no unit and a T rms of {np.sqrt(np.mean(t_valid.astype(float) ** 2)):.2g}: "
+                             "it looks like kelvin; pass --unit K (or --unit uK if it really is in μK)")
+        factors = [1.0] * 3
+    if tq is not None:
+        tqu_uk = tq.to_uk(factors)
+    else:
+        tqu_uk = np.stack(raw).astype(np.float64 if raw[0].dtype == np.float64 else np.float32)
+        if factors[0] != 1.0:
+            with np.errstate(over="ignore", invalid="ignore"):
+                tqu_uk = (tqu_uk.astype(np.float64) * factors[0]).astype(tqu_uk.dtype)
+    sky = sky_of(args).replace(pixel_arcmin=hp.nside2resol(nside, arcmin=True))
+    outs = output_paths(args)
+    shared = bool((valid == valid[:1]).all())
+    if args.method in SPHERE_TQU_METHODS:
+        if not shared:
+            raise InputError(f"{args.mask}: T, Q and U masks differ; --method {args.method} fills T, Q, U jointly "
+                             "with one mask (give one mask, or fill per field with e.g. --method diffusive)")
+        holes = [np.flatnonzero(~valid[0])] * 3
+        fills, what = _sphere_fills(args, tqu_uk, valid[0], sky, seed, nest, len(outs), holes[0], nside)
+    else:
+        if args.noise_map is not None:
+            raise InputError("--noise-map: applies to the sphere methods only")
+        fills, what = _per_field_fills(args, tqu_uk, valid, patch_method(args.method, sky, seed, False), nest)
+        holes = [np.flatnonzero(~valid[k]) for k in range(3)]
+    n_masked = sum(h.size for h in holes)
+    cards = sky_cards(sky, args, seed) + [("COMBFLDS", "TQU", "T, Q, U filled (POLCCONV of the file)")]
+    history = f"combine inpaint: {n_masked} masked T, Q, U pixels filled ({args.method})"
+    for r, (out, fill) in enumerate(zip(outs, fills)):
+        extra = list(cards) + ([("COMBREAL", r, "realisation index")] if len(outs) > 1 else [])
+        if tq is not None and kinds["output"] == "fits":
+            columns = {tq.columns[k]: tq.set_holes(k, holes[k], fill[k], factors[k]) for k in range(3)}
+            write_healpix_table(out, tq.table, columns, header_cards=extra, history=history)
+            continue
+        stored = [tq.raw(k) for k in range(3)] if tq is not None else raw
+        dtype = np.float64 if any(s.dtype == np.float64 for s in stored) else np.float32
+        arr = np.stack(stored).astype(dtype)
+        for k in range(3):
+            sign = -1.0 if (tq is not None and tq.iau and k == 2) else 1.0
+            arr[k, holes[k]] = fill[k] * (sign / factors[k])
+        if kinds["output"] == "fits":
+            from ..image_io import HealpixTable
+
+            unit = args.unit or "uK"
+            t = HealpixTable(names=list(TQU_OUTPUT_NAMES), arrays=list(arr), units=[unit] * 3,
+                             formats=["D" if dtype == np.float64 else "E"] * 3, nside=nside, nest=nest,
+                             ordering_in_header=True, header=None, primary_header=None)
+            write_healpix_table(out, t, header_cards=extra + [("POLCCONV", "COSMO", "healpy's convention")],
+                                history=history)
+        else:
+            write_npy(out, arr)
+    conv = "IAU" if (tq is not None and tq.iau) else "COSMO"
+    return (f"filled {n_masked} masked T, Q, U pixels in {what} (Nside {nside}, {'NESTED' if nest else 'RING'}, "
+            f"POLCCONV {conv})")
+
+
+def _sphere_fills(args, tqu_uk, valid, sky, seed, nest, n_out, holes, nside):
+    """Joint T, Q, U sphere fill(s): a list of (3, n_holes) values in μK, one per output."""
+    import healpy as hp
+
+    from ..baselines.sphere_wiener_pol import sphere_tqu_fill
+    from ..progress import progress as progress_bar
+    from ..sphere.holes import find_holes
+
+    gcr = SPHERE_TQU_METHODS[args.method]
+    n_holes = find_holes(holes, nside, nest=nest)[0]
+    options = {}
+    if args.margin is not None:
+        options["margin_arcmin"] = float(args.margin) * hp.nside2resol(nside, arcmin=True)
+    bar = progress_bar(total=n_holes * n_out, desc="holes", unit="hole")
+    fills = []
+    try:
+        for r in range(n_out):
+            state = {"done": 0}
+
+            def advance(done, state=state):
+                bar.update(int(done) - state["done"])
+                state["done"] = int(done)
+
+            filled = sphere_tqu_fill(tqu_uk, valid.astype(np.uint8), sky=sky, gcr=gcr, nest=nest, progress=advance,
+                                     seed=realisation_seed(seed, r) if gcr else None, **options)
+            fills.append(np.asarray(filled)[:, holes].astype(np.float64))
+            del filled
+    finally:
+        bar.close()
+    return fills, f"{n_holes} holes on the sphere with {args.method} (joint T, Q, U)"
+
+
+def _per_field_fills(args, tqu_uk, valid, filler, nest):
+    """A scalar fill of each field through patches: one list of three hole-value arrays (μK)."""
+    from ..healpix_inpaint import inpaint_healpix
+
+    fill = []
+    for k in range(3):
+        filled = inpaint_healpix(filler, tqu_uk[k], valid[k], nest=nest, batch_size=args.batch_size, progress=True,
+                                 cluster_radius_px=args.cluster_radius, map_source=f"{args.input}: {FIELDS[k]}",
+                                 mask_source=str(args.mask))
+        fill.append(np.asarray(filled[~valid[k]], dtype=np.float64))
+    return [fill], f"holes through patches with {args.method} per field (T, Q, U as scalars)"
+
+
+__all__ = ["run_tqu_healpix", "check_tqu_args", "realisation_seed", "SPHERE_TQU_METHODS"]
