@@ -20,8 +20,10 @@ squared chord :math:`d^2 = \\lVert\\hat n_p - \\hat n_q\\rVert^2 = 2(1 - \\cos\\
 evaluated once (Legendre sum) on a uniform grid of :math:`d^2` and interpolated (cubic Lagrange
 through the 4 nearest grid points, error :math:`O(h^4)`) at the
 pairs' :math:`d^2`, computed from the unit vectors in float64 (no ``arccos``, which loses precision
-at small angles). The grid starts at 2¹² points and is doubled (up to 2²¹) until the
-interpolation error at 256 random separations, against the direct sum, is below
+at small angles). The grid starts at 2¹² points and is refined by powers of two (up to 2²¹; the error falls as the
+step⁴, which predicts the size needed) until the
+interpolation error at 256 random separations, against the direct sum (``numpy.polynomial.legendre.legval``,
+Clenshaw's recurrence), is below
 :data:`TABLE_TOLERANCE` :math:`\\xi(0)`. That accuracy matters: :math:`C_{oo} + N` has condition
 numbers up to ~1e7 at Nside 2048 (1 μK·arcmin noise), and a linear interpolation's 1e-8 error
 (periodic in :math:`d^2`, so at high ℓ where the signal is below the noise) moved the fill of a
@@ -65,7 +67,6 @@ class CorrelationTable:
             raise InputError(f"max_theta_rad: must lie in (0, pi], got {max_theta_rad!r}")
         lmax = sky.cl_tt.size - 1 if lmax is None else int(lmax)
         window = None if nside is None else healpix_pixel_window(int(nside), lmax)
-        import healpy as hp
 
         self.d2_max = 2.0 - 2.0 * math.cos(max_theta_rad)
         cl = sky.beamed_cl_uk2("tt", window)[: lmax + 1]
@@ -77,8 +78,12 @@ class CorrelationTable:
         cl = cl[: max(3, int(keep[-1]) + 1 if keep.size else 3)]
         self.lmax = cl.size - 1
 
-        def xi_at(d2):
-            return np.asarray(hp.bl2beam(cl, 2.0 * np.arcsin(np.sqrt(np.clip(d2, 0.0, 4.0)) / 2.0)), dtype=np.float64)
+        from numpy.polynomial.legendre import legval
+
+        weights = (2.0 * np.arange(cl.size) + 1.0) / (4.0 * np.pi) * cl
+
+        def xi_at(d2):  # Clenshaw sum of the Legendre series at cos θ = 1 - d²/2 (2x healpy.bl2beam's speed)
+            return np.asarray(legval(1.0 - 0.5 * np.clip(d2, 0.0, 4.0), weights), dtype=np.float64)
 
         probe = np.random.default_rng(0).uniform(0.0, self.d2_max, 256)
         exact = torch.from_numpy(xi_at(probe))
@@ -90,43 +95,66 @@ class CorrelationTable:
             self.error_rel = float((self(torch.from_numpy(probe.copy())) - exact).abs().max()) / abs(self.xi0_uk2)
             if self.error_rel < TABLE_TOLERANCE or points >= TABLE_MAX_POINTS:
                 break
-            points *= 2
+            # the error falls as step^4: go straight to the power of two that should reach the tolerance
+            points = min(TABLE_MAX_POINTS, points << max(1, math.ceil(math.log2((self.error_rel / TABLE_TOLERANCE) ** 0.25))))
         self.points = points
+        self._two = torch.tensor(2.0, dtype=torch.float64)
 
     def _set_values(self, xi: np.ndarray) -> None:
-        """Per-interval cubic coefficients (Horner form in t = x - i) of the Lagrange interpolant
-        through grid points i-1..i+2; the first and last intervals reuse their neighbour's cubic."""
         v = np.asarray(xi, dtype=np.float64)
-        vm, v0, v1, v2 = v[:-3], v[1:-2], v[2:-1], v[3:]  # interval i = 1 .. n-3
-        c = np.empty((4, v.size - 1))
-        c[0, 1:-1] = v0
-        c[1, 1:-1] = -vm / 3.0 - v0 / 2.0 + v1 - v2 / 6.0
-        c[2, 1:-1] = vm / 2.0 - v0 + v1 / 2.0
-        c[3, 1:-1] = (-vm + 3.0 * v0 - 3.0 * v1 + v2) / 6.0
-        a0, a1, a2, a3 = c[:, 1]  # interval 0: p_1(s - 1)
-        c[:, 0] = (a0 - a1 + a2 - a3, a1 - 2 * a2 + 3 * a3, a2 - 3 * a3, a3)
-        b0, b1, b2, b3 = c[:, -2]  # last interval: p_{n-3}(s + 1)
-        c[:, -1] = (b0 + b1 + b2 + b3, b1 + 2 * b2 + 3 * b3, b2 + 3 * b3, b3)
         self.values_uk2 = torch.from_numpy(v)
-        self._coeffs = [torch.from_numpy(np.ascontiguousarray(c[k])) for k in range(4)]
+        #: (points - 1, 4) coefficients of each interval, interleaved: one gather of 32 bytes per
+        #: look-up (``torch.index_select``) instead of four (measured 35 % less assembly time)
+        self._coeffs = torch.from_numpy(cubic_coefficients(v[None]))
+
+    def _horner(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """:math:`\\xi` at grid coordinates ``x`` = d²/step (already clamped to the table; overwritten),
+        written to ``out`` (may be ``x``)."""
+        i = x.to(torch.int32).clamp_(max=self._coeffs.shape[0] - 1)
+        t = x.sub_(i)
+        c = torch.index_select(self._coeffs, 0, i.view(-1)).view(*i.shape, 4)
+        r = torch.addcmul(c[..., 2], c[..., 3], t)
+        r = torch.addcmul(c[..., 1], r, t)
+        return torch.addcmul(c[..., 0], r, t, out=out)
 
     def __call__(self, d2: torch.Tensor) -> torch.Tensor:
         """:math:`\\xi` (μK², float64) at squared chords ``d2`` (any shape; overwritten): cubic
-        Lagrange interpolation through the 4 nearest grid points, evaluated in Horner form.
-        Element-wise and memory-bound: callers pass one matrix at a time (cache-sized), which
-        measured 10x faster than a batch of 18 at once with the direct Lagrange formula."""
+        Lagrange interpolation through the 4 nearest grid points, evaluated in Horner form."""
         x = d2.clamp_(0.0, self.d2_max).mul_(1.0 / self.step)
-        i = x.to(torch.int64).clamp_(0, self.values_uk2.numel() - 2)
-        t = x.sub_(i)
-        c = self._coeffs
-        out = torch.take(c[3], i).mul_(t)
-        out.add_(torch.take(c[2], i)).mul_(t)
-        out.add_(torch.take(c[1], i)).mul_(t)
-        return out.add_(torch.take(c[0], i))
+        return self._horner(x, x)
 
-    def between(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """:math:`\\xi(\\hat n_a, \\hat n_b)` for unit vectors ``a`` (..., n, 3), ``b`` (..., m, 3)."""
-        return self(squared_chord(a, b))
+    def between(self, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """:math:`\\xi(\\hat n_a, \\hat n_b)` for unit vectors ``a`` (n, 3), ``b`` (m, 3), written into
+        ``out`` (an (n, m) view, e.g. a block of a larger matrix) if given.
+
+        :math:`d^2 = 2 - 2\\,a\\cdot b` in one ``addmm`` (the same rounding as
+        :func:`squared_chord`), then clamping, scaling and the interpolation in place: element-wise
+        and memory-bound, so callers pass one cache-sized block at a time."""
+        if out is None:
+            out = torch.empty(a.shape[0], b.shape[0], dtype=torch.float64)
+        torch.addmm(self._two, a, b.transpose(-1, -2), beta=1.0, alpha=-2.0, out=out)
+        x = out.clamp_(0.0, self.d2_max).mul_(1.0 / self.step)
+        return self._horner(x, out)
+
+
+def cubic_coefficients(values: np.ndarray) -> np.ndarray:
+    """Per-interval cubic coefficients of the Lagrange interpolant through grid points i-1..i+2, for
+    ``k`` functions sampled on the same grid (``values`` (k, P)): an array (P - 1, 4 k), row i holding
+    (c0, c1, c2, c3) of each function in turn, so that on interval i, with t = x - i in [0, 1),
+    f(x) = c0 + t (c1 + t (c2 + t c3)). The first and last intervals reuse their neighbour's cubic."""
+    v = np.asarray(values, dtype=np.float64)
+    k, n = v.shape
+    vm, v0, v1, v2 = v[:, :-3], v[:, 1:-2], v[:, 2:-1], v[:, 3:]  # interval i = 1 .. n-3
+    c = np.empty((k, 4, n - 1))
+    c[:, 0, 1:-1] = v0
+    c[:, 1, 1:-1] = -vm / 3.0 - v0 / 2.0 + v1 - v2 / 6.0
+    c[:, 2, 1:-1] = vm / 2.0 - v0 + v1 / 2.0
+    c[:, 3, 1:-1] = (-vm + 3.0 * v0 - 3.0 * v1 + v2) / 6.0
+    a0, a1, a2, a3 = (c[:, j, 1] for j in range(4))  # interval 0: p_1(s - 1)
+    c[:, 0, 0], c[:, 1, 0], c[:, 2, 0], c[:, 3, 0] = a0 - a1 + a2 - a3, a1 - 2 * a2 + 3 * a3, a2 - 3 * a3, a3
+    b0, b1, b2, b3 = (c[:, j, -2] for j in range(4))  # last interval: p_{n-3}(s + 1)
+    c[:, 0, -1], c[:, 1, -1], c[:, 2, -1], c[:, 3, -1] = b0 + b1 + b2 + b3, b1 + 2 * b2 + 3 * b3, b2 + 3 * b3, b3
+    return np.ascontiguousarray(c.transpose(2, 0, 1).reshape(n - 1, 4 * k))
 
 
 def squared_chord(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -151,4 +179,4 @@ def noise_variance_uk2(sky, nside: int, noise_var_map=None):
     return (sky.noise_uk_arcmin / hp.nside2resol(nside, arcmin=True)) ** 2
 
 
-__all__ = ["CorrelationTable", "squared_chord", "noise_variance_uk2", "TABLE_POINTS"]
+__all__ = ["CorrelationTable", "cubic_coefficients", "squared_chord", "noise_variance_uk2", "TABLE_POINTS"]

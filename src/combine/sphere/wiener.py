@@ -102,7 +102,7 @@ def _lower(out: torch.Tensor, v: torch.Tensor, xi, blocks: int = 4) -> None:
     edges = [round(n * k / blocks) for k in range(blocks + 1)]
     for r0, r1 in zip(edges[:-1], edges[1:]):
         if r1 > r0:
-            out[r0:r1, :r1] = xi(v[r0:r1], v[:r1])
+            xi(v[r0:r1], v[:r1], out=out[r0:r1, :r1])
 
 
 def _cholesky(a: torch.Tensor, scale: float) -> torch.Tensor:
@@ -154,7 +154,7 @@ class _Problem:
             vo = torch.from_numpy(np.stack(hp.pix2vec(g.nside, ctx, nest=g.nest), axis=1))
             vh = torch.from_numpy(np.stack(hp.pix2vec(g.nside, holes, nest=g.nest), axis=1))
             _lower(c_oo[b], vo, xi)
-            c_ho[b, : holes.size, : ctx.size] = xi(vh, vo)
+            xi(vh, vo, out=c_ho[b, : holes.size, : ctx.size])
             if c_hh is not None:
                 _lower(c_hh[b], vh, xi)
             d[b, : ctx.size, 0] = torch.from_numpy(np.asarray(self.hmap[ctx], dtype=np.float64))
@@ -163,11 +163,14 @@ class _Problem:
         c_oo.diagonal(dim1=-2, dim2=-1).add_(diag_o)
         L = _cholesky(c_oo, self.table.xi0_uk2)
         del c_oo
-        mean = (c_ho @ torch.cholesky_solve(d, L))[..., 0]
+        y = torch.linalg.solve_triangular(L, d, upper=False)  # L^-1 d (torch.cholesky_solve: 4x slower)
         draws = None
-        if self.realisations > 0:
+        if self.realisations == 0:
+            mean = (c_ho @ torch.linalg.solve_triangular(L.transpose(-1, -2), y, upper=True))[..., 0]
+        else:
             a = torch.linalg.solve_triangular(L, c_ho.transpose(-1, -2), upper=False)  # L^-1 C_oh
             del L
+            mean = (a.transpose(-1, -2) @ y)[..., 0]  # C_ho L^-T L^-1 d
             cond = c_hh.sub_(a.transpose(-1, -2) @ a)
             cond.diagonal(dim1=-2, dim2=-1).add_(diag_h)
             Lc = _cholesky(cond, self.table.xi0_uk2)
@@ -247,11 +250,13 @@ def fill_holes(hmap, valid, *, sky, nest: bool = False, margin_px: float = DEFAU
     if np.ndim(noise_var_map) == 0 and noise_var_map is not None:
         raise InputError("noise_var_map: expected a HEALPix map of variances")
     noise = noise_variance_uk2(sky, nside, noise_var_map)
-    reach = 0.0
-    for k in range(len(groups)):  # largest separation inside a group: bounded by its pixels' spread
-        vec = np.stack(hp.pix2vec(nside, np.concatenate([groups.holes(k)[:1], groups.context(k)]), nest=nest), 1)
-        reach = max(reach, float(np.max(np.linalg.norm(vec - vec[0], axis=1))))
-    max_theta = min(math.pi, 2.0 * math.asin(min(1.0, reach / 2.0)) * 2.0 + 4.0 * hp.nside2resol(nside))
+    reach = 0.0  # largest separation inside a group <= twice its pixels' largest chord from their centroid
+    for k in range(len(groups)):
+        vec = np.stack(hp.pix2vec(nside, np.concatenate([groups.holes(k), groups.context(k)]), nest=nest), 1)
+        centre = vec.mean(axis=0)
+        centre /= max(float(np.linalg.norm(centre)), 1e-300)
+        reach = max(reach, float(np.max(np.linalg.norm(vec - centre, axis=1))))
+    max_theta = min(math.pi, 4.0 * math.asin(min(1.0, reach / 2.0)) + 4.0 * hp.nside2resol(nside))
     table = CorrelationTable(sky, nside if pixel_window else None, max_theta, lmax=lmax)
     problem = _Problem(hmap, groups, table, noise, realisations, seed)
     batches = _batches(groups)
