@@ -15,7 +15,7 @@ File layout (every table and key optional)::
 
     stage = 1
     seed = 0
-    [data]   source, size, noise_uk_arcmin, ns, mask_mix = {random = 0.5, circle = 0.5},
+    [data]   source, fields, size, noise_uk_arcmin, ns, mask_mix = {random = 0.5, circle = 0.5},
              augment, hole_fill_uk, target ("truth" | "wiener"), wiener_max_hole_px, num_workers, sim_chunk
     [train]  epochs, steps_per_epoch, val_steps, batch_size, lr, betas, weight_decay,
              grad_clip, freeze_encoder_bn, single_image, log_every_steps, image_every_steps,
@@ -23,7 +23,7 @@ File layout (every table and key optional)::
     [model]  preset, in_channels, levels, kernels, channels, stem_channels, stem_kernel,
              decoder_kernel, input_scale_uk, input_offset_uk, prefill, prefill_sweeps (PConvUNet arguments),
              prefill_coeffs, first_guess_margin_px, first_guess_max_window_px (its first guess)
-    [loss]   preset, vgg_weights, [loss.weights] term = weight    (build_loss arguments)
+    [loss]   preset, vgg_weights, unit_uk, [loss.weights] term = weight    (build_loss arguments)
 
 An unknown table or key, or a value of the wrong type, raises :class:`InputError` naming the
 file and the key (``run.toml: [train] epochs: expected an integer, got "ten"``).
@@ -60,6 +60,8 @@ class DataConfig:
     source: str = "simulate:planck18"
     #: patch side in pixels for ``simulate:`` (datasets carry their own size)
     size: int = 128
+    #: fields of simulated patches: "T" or "TQU" (T, Q, U with TE; Q/U noise √2 × noise_uk_arcmin)
+    fields: str = "T"
     #: white noise of simulated patches, μK·arcmin
     noise_uk_arcmin: float = 0.0
     #: spectral index of simulated patches (None: Planck 2018)
@@ -116,16 +118,19 @@ class ModelConfig:
     """:class:`combine.nn.PConvUNet` arguments; ``None`` means "the preset's value"."""
 
     preset: str = "t128"
-    in_channels: int = 1
+    #: map channels (1 = T, 3 = T, Q, U); None: the preset's (1 for the t* presets, 3 for tqu128-lw)
+    in_channels: Optional[int] = None
     levels: Optional[int] = None
     kernels: Optional[list[int]] = None
     channels: Optional[list[int]] = None
     stem_channels: Optional[int] = None
     stem_kernel: int = 5
     decoder_kernel: int = 3
-    input_scale_uk: float = 100.0
-    input_offset_uk: float = 0.0
-    #: classical first guess the network corrects: "none", "harmonic", "biharmonic", "gmrf", "lwiener"
+    #: network units (μK): one number, or one per channel; None: the preset's (100 μK; T, Q, U 100, 5, 5)
+    input_scale_uk: Optional[typing.Union[float, list[float]]] = None
+    input_offset_uk: typing.Union[float, list[float]] = 0.0
+    #: classical first guess the network corrects: "none", "harmonic", "biharmonic", "gmrf", "lwiener",
+    #: "lwiener-tqu" (the joint T, Q, U local Wiener fill)
     prefill: Optional[str] = None
     prefill_sweeps: int = 24
     #: GMRF precision coefficients a_0..a_K (prefill = "gmrf", or "lwiener" for its large holes; default the planck18 fit)
@@ -140,14 +145,14 @@ class ModelConfig:
     def unet_kwargs(self) -> dict:
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None and k not in self.FIRST_GUESS_KEYS}
 
-    def first_guess(self, size: int, prefill: str):
+    def first_guess(self, size: int, prefill: str, sky=None):
         """The :class:`combine.first_guess.FirstGuess` of a network with ``prefill`` (None for
-        "none"/"harmonic"), for the default sky (planck18 at 1 μK·arcmin) on ``size`` patches."""
+        "none"/"harmonic"), for ``sky`` (default planck18 at 1 μK·arcmin) on ``size`` patches."""
         from .first_guess import KINDS, FirstGuess
 
         if prefill not in KINDS:
             return None
-        return FirstGuess.for_sky(prefill, None, size=size, gmrf_coeffs=self.prefill_coeffs,
+        return FirstGuess.for_sky(prefill, sky, size=size, gmrf_coeffs=self.prefill_coeffs,
                                   margin_px=self.first_guess_margin_px, max_window_px=self.first_guess_max_window_px)
 
 
@@ -160,6 +165,9 @@ class LossConfig:
     weights: dict[str, float] = field(default_factory=dict)
     #: VGG16 weights file (.pth or .h5) for the "paper" preset
     vgg_weights: Optional[str] = None
+    #: image unit of the loss terms (μK): one number, or one per channel (T, Q, U: the Q/U
+    #: errors are ~25× smaller than T's and would not count in a common unit)
+    unit_uk: typing.Union[float, list[float]] = 1000.0
 
 
 @dataclass
@@ -205,6 +213,8 @@ class TrainConfig:
             bad("[train] device", f"must be auto, cpu, cuda or cuda:N, got {t.device!r}")
         if t.precision not in ("float32", "float64"):
             bad("[train] precision", f"must be float32 or float64, got {t.precision!r}")
+        if d.fields not in ("T", "TQU"):
+            bad("[data] fields", f"must be \"T\" or \"TQU\", got {d.fields!r}")
         if d.size < 1 or d.num_workers < 0 or d.sim_chunk < 1:
             bad("[data] size/num_workers/sim_chunk", "must be positive")
         if d.noise_uk_arcmin < 0 or not math.isfinite(d.noise_uk_arcmin):
@@ -234,7 +244,7 @@ def _type_name(tp) -> str:
     origin = typing.get_origin(tp)
     if origin is typing.Union:
         args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return _type_name(args[0])
+        return " or ".join(_type_name(a) for a in args)
     plural = {int: "integers", float: "numbers", str: "strings", bool: "booleans"}
     if origin is list:
         return f"a list of {plural[typing.get_args(tp)[0]]}"
@@ -247,8 +257,15 @@ def _coerce(value, tp, where: str):
     """Check ``value`` (from TOML or the command line) against the annotation ``tp``."""
     origin = typing.get_origin(tp)
     if origin is typing.Union:
-        inner = [a for a in typing.get_args(tp) if a is not type(None)][0]
-        return None if value is None else _coerce(value, inner, where)
+        inner = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        for option in inner[:-1]:  # e.g. float | list[float]: the first that fits
+            try:
+                return _coerce(value, option, where)
+            except InputError:
+                pass
+        return _coerce(value, inner[-1], where)
     if origin is list:
         if not isinstance(value, list):
             raise InputError(f"{where}: expected {_type_name(tp)}, got {value!r}")

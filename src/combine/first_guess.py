@@ -16,6 +16,12 @@ a model needs no CAMB, no cache and no network:
   correlation table ``xi_table_uk2[dy, dx] = ξ(Δ_pix √(dy² + dx²))`` (μK², float64, one entry per
   pixel offset of the model's patch), the noise variance per pixel ``noise_var_uk2`` (μK²), the
   window ``margin_px`` and its cap ``max_window_px``, and the GMRF coefficients of its fallback;
+* ``"lwiener-tqu"`` (:mod:`combine.first_guess_tqu`, the joint T, Q, U fill of
+  :func:`combine.baselines.wiener_pol.tqu_local_wiener_fill`): the four correlation tables
+  ``xi_tt_uk2``, ``xi_plus_uk2``, ``xi_minus_uk2``, ``xi_cross_uk2`` by pixel offset (|dy|, |dx|)
+  (μK², float64), the T and Q/U noise variances per pixel ``noise_var_uk2`` and
+  ``noise_var_p_uk2`` (μK²), the window ``margin_px`` (default 12, the baseline's) and its cap;
+  for (N, 3, H, W) maps with one mask for the three fields;
 * ``"gmrf"`` (:func:`combine.baselines.gmrf.gmrf_fill_coeffs`): the coefficients :math:`a_k`;
 * ``"biharmonic"`` (:func:`combine.baselines.biharmonic_fill`): nothing.
 
@@ -38,7 +44,10 @@ import numpy as np
 from .errors import InputError
 
 #: The ``prefill`` kinds computed here (the harmonic one is torch, inside the network).
-KINDS = ("biharmonic", "gmrf", "lwiener")
+KINDS = ("biharmonic", "gmrf", "lwiener", "lwiener-tqu")
+
+#: Names of the T, Q, U correlation tables in ``first_guess.safetensors`` (kind ``lwiener-tqu``).
+TQU_TABLES = {"tt": "xi_tt_uk2", "plus": "xi_plus_uk2", "minus": "xi_minus_uk2", "cross": "xi_cross_uk2"}
 
 #: File of a model directory holding the first guess's tensors.
 TENSORS_FILE = "first_guess.safetensors"
@@ -59,6 +68,8 @@ class FirstGuess:
     margin_px: int | None = None
     max_window_px: int | None = None
     sky: dict | None = None
+    tqu_tables: dict | None = None
+    noise_var_p_uk2: float = 0.0
 
     def __post_init__(self):
         from .baselines.gmrf import check_coeffs
@@ -87,6 +98,31 @@ class FirstGuess:
                 raise InputError(f"first_guess: margin_px / max_window_px must be >= 1, got {margin}, {cap}")
             object.__setattr__(self, "margin_px", margin)
             object.__setattr__(self, "max_window_px", cap)
+        object.__setattr__(self, "_tqu", None)
+        if self.kind == "lwiener-tqu":
+            self._init_tqu()
+
+    def _init_tqu(self):
+        from .baselines.local_wiener import default_max_window_px
+        from .baselines.wiener_pol import DEFAULT_MARGIN_PX
+        from .first_guess_tqu import StoredTQUCovariance, TQULocalWiener
+
+        if not isinstance(self.tqu_tables, dict):
+            raise InputError("first_guess: kind 'lwiener-tqu' needs the T, Q, U correlation tables (tqu_tables)")
+        noise = (float(self.noise_var_uk2), float(self.noise_var_p_uk2))
+        if not all(np.isfinite(v) and v >= 0 for v in noise):
+            raise InputError(f"first_guess: noise variances must be >= 0, got {noise}")
+        cov = StoredTQUCovariance(self.tqu_tables, *noise)
+        for t in cov.tables.values():
+            t.setflags(write=False)
+        margin = DEFAULT_MARGIN_PX if self.margin_px is None else int(self.margin_px)
+        cap = default_max_window_px(margin) if self.max_window_px is None else int(self.max_window_px)
+        if margin < 1 or cap < 1:
+            raise InputError(f"first_guess: margin_px / max_window_px must be >= 1, got {margin}, {cap}")
+        for name, value in (("tqu_tables", dict(cov.tables)), ("noise_var_uk2", noise[0]),
+                            ("noise_var_p_uk2", noise[1]), ("margin_px", margin), ("max_window_px", cap)):
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "_tqu", TQULocalWiener(cov, margin, cap))
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -102,6 +138,14 @@ class FirstGuess:
         if kind == "biharmonic":
             return cls(kind)
         sky = resolve_sky(sky)
+        if kind == "lwiener-tqu":
+            if sky.noise_var_uk2 is not None:
+                raise InputError("first_guess: a per-pixel noise map cannot be stored in a model; give a white noise level")
+            from .first_guess_tqu import tables_for_sky
+
+            tables, var_t, var_p = tables_for_sky(sky, size)
+            return cls(kind, tqu_tables=tables, noise_var_uk2=var_t, noise_var_p_uk2=var_p, margin_px=margin_px,
+                       max_window_px=max_window_px, sky=sky.to_json())
         coeffs = coefficients_for_sky(sky) if gmrf_coeffs is None else gmrf_coeffs
         if kind == "gmrf":
             return cls(kind, gmrf_coeffs=coeffs, sky=sky.to_json())
@@ -123,6 +167,8 @@ class FirstGuess:
         if x.ndim != 4 or m.ndim != 4 or m.shape[0] != x.shape[0] or m.shape[2:] != x.shape[2:] \
                 or m.shape[1] not in (1, x.shape[1]):
             raise InputError(f"first_guess: need (N, C, H, W) maps and (N, 1|C, H, W) masks, got {x.shape}, {m.shape}")
+        if self.kind == "lwiener-tqu":
+            return self._fill_tqu(x, m)
         valid = np.broadcast_to(m > 0, x.shape)
         data = np.where(valid, x, 0.0).astype(np.float64)
         out = np.zeros(x.shape, dtype=np.float64)
@@ -131,6 +177,21 @@ class FirstGuess:
             flat = data.reshape(-1, *x.shape[2:])[some.ravel()]
             flat_m = valid.reshape(-1, *x.shape[2:])[some.ravel()].astype(np.uint8)
             out.reshape(-1, *x.shape[2:])[some.ravel()] = self._fill(flat, flat_m)
+        return out.astype(np.float32)
+
+    def _fill_tqu(self, x, m) -> np.ndarray:
+        """Joint T, Q, U fill of (N, 3, H, W) maps with one mask for the three fields."""
+        if x.shape[1] != 3:
+            raise InputError(f"first_guess: kind 'lwiener-tqu' fills T, Q, U maps (N, 3, H, W), got {x.shape}")
+        valid = m > 0
+        if valid.shape[1] == 3 and not (valid == valid[:, :1]).all():
+            raise InputError("mask: the T, Q, U first guess needs the same mask for T, Q and U")
+        valid = valid[:, 0]
+        out = np.zeros(x.shape, dtype=np.float64)
+        some = valid.reshape(x.shape[0], -1).any(axis=1)
+        if some.any():
+            data = np.where(valid[:, None], x, 0.0).astype(np.float64)[some]
+            out[some] = self._tqu.fill(data, ~valid[some])
         return out.astype(np.float32)
 
     def _fill(self, maps, masks):
@@ -161,14 +222,21 @@ class FirstGuess:
         if self.kind == "lwiener":
             out.update(margin_px=self.margin_px, max_window_px=self.max_window_px, noise_var_uk2=self.noise_var_uk2,
                        tensors=TENSORS_FILE, xi_table_shape=list(self.xi_table_uk2.shape))
+        if self.kind == "lwiener-tqu":
+            out.update(margin_px=self.margin_px, max_window_px=self.max_window_px, noise_var_uk2=self.noise_var_uk2,
+                       noise_var_p_uk2=self.noise_var_p_uk2, tensors=TENSORS_FILE,
+                       xi_table_shape=list(self.tqu_tables["tt"].shape))
         if self.sky is not None:
             out["sky"] = self.sky
         return out
 
     def tensors(self) -> dict:
-        """Tensor part (``first_guess.safetensors``): ``{"xi_table_uk2": float64}`` for ``lwiener``."""
+        """Tensor part (``first_guess.safetensors``): ``{"xi_table_uk2": float64}`` for ``lwiener``,
+        the four :data:`TQU_TABLES` for ``lwiener-tqu``."""
         import torch
 
+        if self.kind == "lwiener-tqu":
+            return {name: torch.from_numpy(np.array(self.tqu_tables[k])) for k, name in TQU_TABLES.items()}
         return {} if self.xi_table_uk2 is None else {"xi_table_uk2": torch.from_numpy(np.array(self.xi_table_uk2))}
 
     def save(self, directory) -> None:
@@ -188,11 +256,15 @@ class FirstGuess:
         source = Path(directory) / "config.json"
         if not isinstance(config, dict) or "kind" not in config:
             raise InputError(f"{source}: 'first_guess' must be a table with a 'kind'")
-        table = None
-        if config["kind"] == "lwiener":
+        table = tqu = None
+        if config["kind"] in ("lwiener", "lwiener-tqu"):
             path = Path(directory) / str(config.get("tensors", TENSORS_FILE))
             try:
-                table = load_file(os.fspath(path))["xi_table_uk2"].numpy()
+                tensors = load_file(os.fspath(path))
+                if config["kind"] == "lwiener":
+                    table = tensors["xi_table_uk2"].numpy()
+                else:
+                    tqu = {k: tensors[name].numpy() for k, name in TQU_TABLES.items()}
             except FileNotFoundError:
                 raise InputError(f"{path}: missing (the model's first-guess tensors)") from None
             except (SafetensorError, OSError, KeyError, ValueError, RuntimeError) as exc:
@@ -200,9 +272,10 @@ class FirstGuess:
         try:
             return cls(config["kind"], gmrf_coeffs=config.get("gmrf_coeffs"), xi_table_uk2=table,
                        noise_var_uk2=config.get("noise_var_uk2", 0.0), margin_px=config.get("margin_px"),
-                       max_window_px=config.get("max_window_px"), sky=config.get("sky"))
+                       max_window_px=config.get("max_window_px"), sky=config.get("sky"), tqu_tables=tqu,
+                       noise_var_p_uk2=config.get("noise_var_p_uk2", 0.0))
         except (InputError, TypeError, ValueError) as exc:
             raise InputError(f"{source}: first_guess: {exc}") from None
 
 
-__all__ = ["FirstGuess", "KINDS", "TENSORS_FILE"]
+__all__ = ["FirstGuess", "KINDS", "TENSORS_FILE", "TQU_TABLES"]

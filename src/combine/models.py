@@ -248,6 +248,8 @@ class InpaintingModel:
                 x = torch.from_numpy(np.ascontiguousarray(np.where(masks_nchw[sl] > 0, maps_nchw[sl], 0.0),
                                                           np.float32))
                 mm = m if m.shape[1] == 1 or self.in_channels == m.shape[1] else m[:, :1]
+                if self.unet.prefill == "lwiener-tqu" and mm.shape[1] > 1 and bool((mm == mm[:, :1]).all()):
+                    mm = mm[:, :1]  # one mask for T, Q, U: the network's one-channel mask, as in training
                 self.unet.check_inputs(x, mm)
                 fg = None
                 if first_guess is not None:

@@ -220,7 +220,7 @@ class _Trainer:
         else:
             train_src, val_src = open_sources(d.source, size=d.size, seed=cfg.seed, stage=cfg.stage,
                                               noise_uk_arcmin=d.noise_uk_arcmin, ns=d.ns,
-                                              sim_chunk=d.sim_chunk)
+                                              sim_chunk=d.sim_chunk, fields=d.fields)
         c, h, w = train_src.shape
         mult = unet.input_size_multiple
         if h % mult or w % mult:
@@ -237,7 +237,10 @@ class _Trainer:
         self.sky_json = train_src.sky.to_json() if getattr(train_src, "sky", None) is not None \
             else _sky_json(train_src.attrs)
         # the classical first guess the network corrects, computed in the data pipeline
-        self.first_guess = init_first_guess if init_first_guess is not None else cfg.model.first_guess(h, unet.prefill)
+        # (the T, Q, U one for the data's sky; the T kinds for the default sky, as they always were)
+        fg_sky = getattr(train_src, "sky", None) if unet.prefill == "lwiener-tqu" else None
+        self.first_guess = init_first_guess if init_first_guess is not None else \
+            cfg.model.first_guess(h, unet.prefill, sky=fg_sky)
         common = dict(mask_mix=d.mask_mix, hole_fill_uk=d.hole_fill_uk, first_guess=self.first_guess)
         target_fn = None
         if d.target == "wiener":  # validation keeps the truth: its loss is the real hole error
@@ -262,7 +265,8 @@ class _Trainer:
 
         # ---- loss, DDP, optimizer
         weights = dict(cfg.loss.weights)
-        self.loss_fn = build_loss(cfg.loss.preset, vgg_weights=cfg.loss.vgg_weights, **weights).to(dist.device)
+        self.loss_fn = build_loss(cfg.loss.preset, vgg_weights=cfg.loss.vgg_weights, unit_uk=cfg.loss.unit_uk,
+                                  **weights).to(dist.device)
         self.dtype = torch.float64 if t.precision == "float64" else torch.float32
         self.loss_fn = self.loss_fn.to(self.dtype)
         self.unet = unet.to(device=dist.device, dtype=self.dtype)
@@ -388,6 +392,13 @@ class _Trainer:
             mean_valid = (torch.where(valid, target, 0.0).sum(dim=(-2, -1), keepdim=True)
                           / valid.sum(dim=(-2, -1), keepdim=True).clamp(min=1))
             sums["_sq_mean"] += float(torch.where(hole, mean_valid - target, 0.0).double().square().sum())
+            if target.shape[1] > 1:  # T, Q, U: per field, the network's and its first guess's
+                for c in range(target.shape[1]):
+                    sums[f"_sq_c{c}"] += float(err[:, c].double().square().sum())
+                    sums[f"_n_c{c}"] += float(hole[:, c].sum())
+                    if fg is not None:
+                        sums[f"_sq_fg_c{c}"] += float(torch.where(hole[:, c], fg[:, c] - target[:, c], 0.0)
+                                                      .double().square().sum())
         self.model.train()
         sums = dist.all_reduce_sum(dict(sums))
         n_batches = t.val_steps * dist.world
@@ -395,6 +406,11 @@ class _Trainer:
         if sums.get("_n", 0) > 0:
             out["hole_rmse_uk"] = math.sqrt(sums["_sq"] / sums["_n"])
             out["meanfill_rmse_uk"] = math.sqrt(sums["_sq_mean"] / sums["_n"])
+        for c in range(8):
+            if sums.get(f"_n_c{c}", 0) > 0:
+                out[f"hole_rmse_uk_c{c}"] = math.sqrt(sums[f"_sq_c{c}"] / sums[f"_n_c{c}"])
+                if f"_sq_fg_c{c}" in sums:
+                    out[f"first_guess_rmse_uk_c{c}"] = math.sqrt(sums[f"_sq_fg_c{c}"] / sums[f"_n_c{c}"])
         return out
 
     # ------------------------------------------------------------------ the run
@@ -425,6 +441,10 @@ class _Trainer:
                     if "hole_rmse_uk" in val:
                         msg += (f" (hole RMSE {val['hole_rmse_uk']:.3g} μK, mean fill "
                                 f"{val['meanfill_rmse_uk']:.3g} μK)")
+                    per_field = [c for c in range(8) if f"first_guess_rmse_uk_c{c}" in val]
+                    if per_field:  # T, Q, U: the network over its first guess, per field
+                        msg += " per field / first guess " + ", ".join(
+                            f"{val[f'hole_rmse_uk_c{c}'] / val[f'first_guess_rmse_uk_c{c}']:.4f}" for c in per_field)
                 msg += f", {rate:.1f} samples/s" + (" *best*" if improved else "")
                 self.log(msg)
                 if self.writer is not None:

@@ -54,6 +54,24 @@ def apply_symmetry(a: np.ndarray, k: int) -> np.ndarray:
     return np.ascontiguousarray(out)
 
 
+def apply_symmetry_tqu(a: np.ndarray, k: int) -> np.ndarray:
+    """Element ``k`` of D4 acting on T, Q, U maps (3, H, W): :func:`apply_symmetry` of each
+    field, with Q and U transformed as a spin-2 field in the DESIGN frame.
+
+    Turning the map by 90° turns the polarisation direction ψ by 90° too: (Q, U) = P(cos 2ψ,
+    sin 2ψ) changes sign, so ``k % 4`` quarter turns multiply Q and U by :math:`(-1)^k`; the
+    left-right flip (x → −x) sends ψ to π − ψ: U changes sign. E stays E and B (a pseudo-scalar)
+    changes sign under the flip, so TE keeps its sign (``tests/test_training_data.py``)."""
+    if a.shape[-3] != 3:
+        raise InputError(f"symmetry: expected T, Q, U maps (3, H, W), got {a.shape}")
+    out = apply_symmetry(a, k)
+    sign_q = -1.0 if (k % 4) % 2 else 1.0
+    sign_u = sign_q * (-1.0 if k >= 4 else 1.0)
+    out[..., 1, :, :] *= sign_q
+    out[..., 2, :, :] *= sign_u
+    return out
+
+
 # ---------------------------------------------------------------------------- patch sources
 class ArrayPatches:
     """Clean patches held in memory, (N, C, H, W) float32 μK (tests, small datasets)."""
@@ -191,19 +209,113 @@ class SimulatedPatches:
         return self._chunk(i // self.chunk)[i % self.chunk][None]
 
 
+class SimulatedTQUPatches(SimulatedPatches):
+    """Unlimited fresh flat-sky T, Q, U patches (``simulate:planck18`` with ``fields = "TQU"``):
+    :func:`combine.sky.polarisation.simulate_flat_tqu` of ``sky`` (TT, EE, BB, TE with their
+    correlation; white noise on T, √2 × on Q/U), ``chunk`` per FFT grid, seeded as
+    :class:`SimulatedPatches`."""
+
+    def __init__(self, size: int, *, seed_key, sky, chunk: int = 64):
+        self.size, self.chunk = int(size), int(chunk)
+        self.seed_key = tuple(int(s) for s in seed_key)
+        self.sky = sky
+        self.noise_uk_arcmin, self.ns = float(sky.noise_uk_arcmin), sky.ns
+        self.pixel_arcmin, self.beam_fwhm_arcmin = float(sky.pixel_arcmin), float(sky.beam_fwhm_arcmin)
+        self.name = "simulate:planck18 (T, Q, U)"
+        self.attrs = {"pixel_arcmin": self.pixel_arcmin, "beam_fwhm_arcmin": self.beam_fwhm_arcmin,
+                      "noise_uk_arcmin": self.noise_uk_arcmin, "size": self.size, "method": "flat",
+                      "ns": sky.ns, "fields": "TQU", "sky": sky.to_json()}
+        self._cache = (None, None)
+
+    @property
+    def shape(self):
+        return (3, self.size, self.size)
+
+    def _chunk(self, c: int) -> np.ndarray:
+        if self._cache[0] != c:
+            from .sky.polarisation import simulate_flat_tqu
+
+            rng = np.random.default_rng([*self.seed_key, _KIND_SIM, c])
+            self._cache = (c, simulate_flat_tqu(self.chunk, self.size, sky=self.sky, rng=rng, min_size=2))
+        return self._cache[1]
+
+    def get(self, i: int) -> np.ndarray:
+        return self._chunk(i // self.chunk)[i % self.chunk]
+
+
 # ---------------------------------------------------------------------------- masks
+#: Disc radii (px) of the ``disc-set`` masks and of the ``point-set`` sources.
+DISC_SET_RADII_PX = (2, 3, 4, 6, 8, 12, 16)
+POINT_SET_RADII_PX = (1, 1.5, 2, 2.5, 3, 4)
+#: Sources per ``point-set`` mask (uniform integer, at most as many as fit).
+POINT_SET_COUNT = (2, 10)
+#: Clearance (px) kept between two holes of a ``*-set`` mask and between a hole and the patch
+#: edge: twice the T, Q, U first guess's 12 px window plus 2, so every hole has the window of an
+#: isolated hole.
+SET_CLEARANCE_PX = 26
+
+#: Mask kinds drawn here rather than by :class:`combine.masks.MaskSampler`.
+SET_KINDS = ("disc-set", "point-set")
+
+
+def set_mask(kind: str, size: int, rng: np.random.Generator) -> np.ndarray:
+    """A mask whose holes repeat exactly from mask to mask (1 = valid), for first guesses that
+    factorise once per hole shape (:mod:`combine.first_guess_tqu`).
+
+    * ``disc-set``: one disc (:func:`combine.masks.circle_mask`) of a radius drawn from
+      :data:`DISC_SET_RADII_PX` at an integer centre;
+    * ``point-set``: 2–10 discs of radii from :data:`POINT_SET_RADII_PX` at integer centres.
+
+    Centres keep :data:`SET_CLEARANCE_PX` / 2 from the edge and two discs keep
+    :data:`SET_CLEARANCE_PX` between their rims, so each hole, with its window, is a translate of
+    one of a few shapes. A hole shape drawn by the 8 symmetries of the square is another shape.
+    """
+    from .masks import circle_mask
+
+    edge = SET_CLEARANCE_PX // 2 + 1
+    if kind == "disc-set":
+        radii = [float(DISC_SET_RADII_PX[int(rng.integers(len(DISC_SET_RADII_PX)))])]
+    elif kind == "point-set":
+        n = int(rng.integers(POINT_SET_COUNT[0], POINT_SET_COUNT[1] + 1))
+        radii = [float(POINT_SET_RADII_PX[int(i)]) for i in rng.integers(len(POINT_SET_RADII_PX), size=n)]
+    else:
+        raise InputError(f"unknown mask kind {kind!r} (expected one of {', '.join(SET_KINDS)})")
+    mask = np.ones((size, size), np.float32)
+    placed: list[tuple[int, int, float]] = []
+    for r in radii:
+        lo, hi = int(np.ceil(r)) + edge, size - 1 - int(np.ceil(r)) - edge
+        if hi < lo:
+            continue
+        for _ in range(50):
+            cx, cy = (int(v) for v in rng.integers(lo, hi + 1, size=2))
+            if all(np.hypot(cx - x, cy - y) >= r + q + 2 + SET_CLEARANCE_PX for x, y, q in placed):
+                placed.append((cx, cy, r))
+                mask *= circle_mask(size, r, center=(cx, cy))
+                break
+    return mask
+
+
 class _Masks:
-    """A mask per sample from ``MaskSampler(mix, size, rng)`` driven by the sample's generator."""
+    """A mask per sample from ``MaskSampler(mix, size, rng)`` driven by the sample's generator
+    (or :func:`set_mask` for the kinds :data:`SET_KINDS`)."""
 
     def __init__(self, mix: dict, size: int):
         self.mix, self.size = dict(mix), int(size)
+        self._set = {k: float(v) for k, v in self.mix.items() if k in SET_KINDS}
+        self._other = {k: float(v) for k, v in self.mix.items() if k not in SET_KINDS}
+        total = sum(self._set.values()) + sum(self._other.values())
+        if any(not np.isfinite(v) or v < 0 for v in self._set.values()) or not total > 0:
+            raise InputError(f"[data] mask_mix: {self.mix} needs non-negative probabilities with a positive sum")
+        self._p_set = sum(self._set.values()) / total
         self._check()
 
     def _check(self):
         from .masks import MaskSampler
 
+        if not self._other or sum(self._other.values()) <= 0:
+            return
         try:
-            MaskSampler(self.mix, self.size, np.random.default_rng(0))
+            MaskSampler(self._other, self.size, np.random.default_rng(0))
         except InputError as exc:
             raise InputError(f"[data] mask_mix: {exc}") from None
         except (ValueError, KeyError) as exc:
@@ -212,7 +324,19 @@ class _Masks:
     def draw(self, rng: np.random.Generator) -> np.ndarray:
         from .masks import MaskSampler
 
-        mask = np.asarray(MaskSampler(self.mix, self.size, rng).sample(), dtype=np.float32)
+        if self._set:  # one extra draw decides between the set kinds and MaskSampler's
+            u = float(rng.random())
+            if u < self._p_set:
+                kinds = list(self._set)
+                p = np.array([self._set[k] for k in kinds])
+                kind = kinds[int(rng.choice(len(kinds), p=p / p.sum()))] if len(kinds) > 1 else kinds[0]
+                mask = set_mask(kind, self.size, rng)
+                return self._keep_one(mask, rng)
+        mask = np.asarray(MaskSampler(self._other, self.size, rng).sample(), dtype=np.float32)
+        return self._keep_one(mask, rng)
+
+    def _keep_one(self, mask, rng):
+        mask = np.asarray(mask, dtype=np.float32)
         if mask.shape != (self.size, self.size):
             raise RuntimeError(f"MaskSampler returned shape {mask.shape}, expected {(self.size,) * 2}")
         if not (mask > 0).any():  # a mask must keep at least one valid pixel
@@ -300,6 +424,8 @@ class InpaintingSamples(Dataset):
         self.single_image = bool(single_image)
         self.target_fn = target_fn
         self.first_guess = first_guess
+        #: three-channel patches are T, Q, U: symmetries turn Q/U as a spin-2 field
+        self.spin2 = c == 3
         self._order = (None, None)
 
     def __len__(self):
@@ -325,7 +451,8 @@ class InpaintingSamples(Dataset):
         mask = self.masks.draw(rng)
         if self.augment:
             k = int(rng.integers(8))
-            clean, mask = apply_symmetry(clean, k), apply_symmetry(mask, k)
+            turn = apply_symmetry_tqu if clean.shape[0] == 3 and self.spin2 else apply_symmetry
+            clean, mask = turn(clean, k), apply_symmetry(mask, k)
         mask = mask[None]
         x_in = np.where(mask > 0, clean, np.float32(self.hole_fill_uk)).astype(np.float32)
         target = self.target_fn(clean, mask) if self.target_fn is not None else None
@@ -394,12 +521,21 @@ def make_loader(dataset: InpaintingSamples, sampler: StepBatches, *, num_workers
 
 # ---------------------------------------------------------------------------- opening sources
 def open_sources(source: str, *, size: int, seed: int, stage: int, noise_uk_arcmin: float = 0.0,
-                 ns: float | None = None, sim_chunk: int = 64, cl_uk2=None):
+                 ns: float | None = None, sim_chunk: int = 64, cl_uk2=None, fields: str = "T"):
     """``(train_source, val_source | None)`` for ``--data`` (a directory, an ``.h5`` file or
-    ``simulate:planck18``)."""
+    ``simulate:planck18``; ``fields`` ``"TQU"`` simulates T, Q, U patches)."""
     if source.startswith("simulate:"):
         if source != "simulate:planck18":
             raise InputError(f"--data: unknown simulation {source!r} (known: simulate:planck18)")
+        if fields == "TQU":
+            from .sky import Sky
+
+            sky = Sky.planck18(noise_uk_arcmin=noise_uk_arcmin)
+            sky = sky if ns is None else sky.with_ns(ns)
+            return (SimulatedTQUPatches(size, seed_key=(seed, stage, STREAM_TRAIN), sky=sky, chunk=sim_chunk),
+                    SimulatedTQUPatches(size, seed_key=(seed, stage, STREAM_VAL), sky=sky, chunk=sim_chunk))
+        if fields != "T":
+            raise InputError(f"[data] fields: must be \"T\" or \"TQU\", got {fields!r}")
         if cl_uk2 is None:
             from .sky.spectra import lensed_tt_cl_uk2
 

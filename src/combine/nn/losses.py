@@ -25,7 +25,8 @@ the truth, ``M`` the mask (1 = valid), ``I_comp = M ⊙ I_gt + (1 − M) ⊙ I_o
   (16 rather than 32 filters: a third of the cost, 0.3× a t128 UNet step instead of 0.65×).
 
 Units. Maps arrive in μK. Every term is computed in *image units*: ``x / unit_uk`` with
-``unit_uk = 1000 μK`` by default, the span that the VGG input mapping sends to [0, 1]
+``unit_uk = 1000 μK`` by default (or one unit per channel for T, Q, U maps, pixel terms only:
+``[1000, 50, 50]`` gives the Q/U errors, ~25× smaller than T's, the weight of T's), the span that the VGG input mapping sends to [0, 1]
 (``v = 0.5 + x_uK / 1000``, not clamped), so that the paper's weights keep the paper's balance
 between pixel and VGG terms. For VGG each map channel is a grey image repeated to RGB and
 normalised by the ImageNet mean and std.
@@ -277,20 +278,40 @@ class InpaintingLoss(nn.Module):
             raise InputError("--vgg-weights: the perceptual/style terms need a VGG16 weights file")
         self.vgg = vgg if any(t in self.weights for t in VGG_TERMS) else None
         self.filter_bank = RandomFilterBank() if any(t in self.weights for t in TEXTURE_TERMS) else None
-        self.unit_uk = float(unit_uk)
+        if isinstance(unit_uk, (list, tuple)):
+            self.unit_uk = [float(u) for u in unit_uk]
+            if not self.unit_uk or not all(math.isfinite(u) and u > 0 for u in self.unit_uk):
+                raise InputError(f"[loss] unit_uk: expected positive numbers, got {list(unit_uk)}")
+            if self.vgg is not None or self.filter_bank is not None:
+                raise InputError("[loss] unit_uk: per-channel units are for the pixel terms only "
+                                 "(the VGG and texture terms assume one image unit)")
+        else:
+            self.unit_uk = float(unit_uk)
+            if not (math.isfinite(self.unit_uk) and self.unit_uk > 0):
+                raise InputError(f"[loss] unit_uk: must be a positive number, got {unit_uk}")
         self.preset = preset
 
     def config(self) -> dict:
         """JSON-able description (preset name, weights, units) for run and model configs."""
-        return {"preset": self.preset, "weights": dict(self.weights), "unit_uk": self.unit_uk}
+        unit = list(self.unit_uk) if isinstance(self.unit_uk, list) else self.unit_uk
+        return {"preset": self.preset, "weights": dict(self.weights), "unit_uk": unit}
+
+    def _unit(self, x: torch.Tensor):
+        """The image unit: a float, or (1, C, 1, 1) per channel (C must match)."""
+        if not isinstance(self.unit_uk, list):
+            return self.unit_uk
+        if x.shape[1] != len(self.unit_uk):
+            raise InputError(f"[loss] unit_uk: {len(self.unit_uk)} per-channel units for {x.shape[1]}-channel maps")
+        return x.new_tensor(self.unit_uk).view(1, -1, 1, 1)
 
     def forward(self, pred_uk: torch.Tensor, target_uk: torch.Tensor, mask: torch.Tensor):
         if pred_uk.shape != target_uk.shape or pred_uk.dim() != 4:
             raise InputError(f"loss: pred {tuple(pred_uk.shape)} and target {tuple(target_uk.shape)} "
                              "must both be (N, C, H, W)")
         mask = mask.unsqueeze(1) if mask.dim() == 3 else mask
-        pred = pred_uk / self.unit_uk
-        target = target_uk / self.unit_uk
+        unit = self._unit(pred_uk)
+        pred = pred_uk / unit
+        target = target_uk / unit
         comp = composite(pred, target, mask)
         w = self.weights
         terms: dict[str, torch.Tensor] = {}

@@ -32,11 +32,14 @@ Presets (``PRESETS``):
 * ``t128-bh``: the same with a biharmonic prefill;
 * ``t128-gm``: the same with a GMRF prefill;
 * ``t128-lw``: the same with a local Wiener prefill (the shipped ``planck18-t128``);
+* ``tqu128-lw``: ``t128-lw`` for T, Q, U maps (3 channels in and out, per-field units
+  :data:`TQU_INPUT_SCALE_UK`) predicting a correction to the joint T, Q, U local Wiener fill
+  (``prefill="lwiener-tqu"``, :mod:`combine.first_guess_tqu`);
 * ``t512``: 8 levels, kernels 7,5,5,3,3,3,3,3, channels 64,128,256,512×5 (the paper and
   ``PConv_Unet_model.py``), 512×512 images.
 
 Parameter counts (one input channel): t128 2,038,474; t128-fr 2,039,603; t128-pf, -bh, -gm, -lw 2,039,612;
-t512 32,857,738.
+tqu128-lw (three channels) 2,045,664; t512 32,857,738.
 The last decoder partial conv outputs the map channels directly (NVIDIA's layout; PConv-Keras
 adds a 1×1 convolution with a sigmoid for RGB, not used here).
 
@@ -47,7 +50,7 @@ first guess, and training learns the correction towards the conditional mean.
 
 * ``prefill="harmonic"``: the harmonic (diffusive) interpolation, computed inside ``forward``
   in torch (:func:`combine.nn.prefill.harmonic_fill`), unless a ``first_guess`` is passed;
-* ``prefill="biharmonic"``, ``"gmrf"``, ``"lwiener"``: classical fills (scikit-image, sparse LU,
+* ``prefill="biharmonic"``, ``"gmrf"``, ``"lwiener"``, ``"lwiener-tqu"``: classical fills (scikit-image, sparse LU,
   dense Cholesky per hole) that are *not* part of the network: the caller computes them
   (:class:`combine.first_guess.FirstGuess`, by :class:`combine.models.InpaintingModel` at
   inference and by :class:`combine.training_data.InpaintingSamples` in the DataLoader workers
@@ -63,6 +66,9 @@ Masks travel one channel wide (see :mod:`combine.nn.partial_conv`): each tensor 
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -70,6 +76,11 @@ from torch import nn
 from ..errors import InputError
 from .partial_conv import PartialConv2d, mask_features
 from .prefill import harmonic_fill
+
+#: Per-field network units of the T, Q, U preset (μK): about the rms of each field of the
+#: planck18 sky at 5' beam (T ≈ 110 μK; Q, U ≈ 4.5 μK), so that the three inputs and the three
+#: corrections live on the same scale.
+TQU_INPUT_SCALE_UK = (100.0, 5.0, 5.0)
 
 PRESETS: dict[str, dict] = {
     "t128": dict(levels=7, kernels=[7, 5, 3, 3, 3, 3, 3], channels=[32, 64, 128, 128, 128, 128, 128],
@@ -84,6 +95,9 @@ PRESETS: dict[str, dict] = {
                     stem_channels=32, prefill="gmrf"),
     "t128-lw": dict(levels=7, kernels=[7, 5, 3, 3, 3, 3, 3], channels=[32, 64, 128, 128, 128, 128, 128],
                     stem_channels=32, prefill="lwiener"),
+    "tqu128-lw": dict(levels=7, kernels=[7, 5, 3, 3, 3, 3, 3], channels=[32, 64, 128, 128, 128, 128, 128],
+                      stem_channels=32, prefill="lwiener-tqu", in_channels=3,
+                      input_scale_uk=list(TQU_INPUT_SCALE_UK)),
     "t512": dict(levels=8, kernels=[7, 5, 5, 3, 3, 3, 3, 3],
                  channels=[64, 128, 256, 512, 512, 512, 512, 512], stem_channels=0),
 }
@@ -91,7 +105,23 @@ PRESETS: dict[str, dict] = {
 LEAKY_SLOPE = 0.2
 
 #: ``prefill`` values whose first guess is computed outside the network and passed to ``forward``.
-EXTERNAL_PREFILLS = ("biharmonic", "gmrf", "lwiener")
+EXTERNAL_PREFILLS = ("biharmonic", "gmrf", "lwiener", "lwiener-tqu")
+
+#: Every ``prefill`` value.
+PREFILLS = ("none", "harmonic") + EXTERNAL_PREFILLS
+
+
+def _per_channel(value, channels: int, name: str):
+    """A float, or a list of ``channels`` floats (per-channel network units), as given."""
+    if isinstance(value, (list, tuple)):
+        out = [float(v) for v in value]
+        if len(out) != channels or not all(math.isfinite(v) for v in out):
+            raise InputError(f"{name}: expected {channels} finite values (one per channel), got {list(value)}")
+        return out
+    out = float(value)
+    if not math.isfinite(out):
+        raise InputError(f"{name}: must be finite, got {value}")
+    return out
 
 
 def _fit_list(values, levels, name):
@@ -120,15 +150,16 @@ class PConvUNet(nn.Module):
     preset : str
         ``"t128"``, ``"t128-fr"`` or ``"t512"`` (see module docstring); explicit arguments
         override it.
-    in_channels : int
-        Map channels (1 for T, 3 for T/Q/U).
+    in_channels : int, optional
+        Map channels (1 for T, 3 for T/Q/U); default the preset's (1 unless it says otherwise).
     levels : int, optional
         Number of encoder (= decoder) levels; given alone, the preset's kernel and channel
         lists are truncated or extended by repeating their last entry.
     kernels, channels : list of int, optional
         Encoder kernel sizes and channel counts per level.
-    input_scale_uk, input_offset_uk : float
+    input_scale_uk, input_offset_uk : float or list of float
         Network units: ``x_net = (x_uK - offset) / scale``; output ``y_net * scale + offset``.
+        A list gives one value per channel (per field: T and Q/U have rms differing ~25×).
     stem_channels : int
         Channels of the optional full-resolution stem (0 = none, the original architecture).
     stem_kernel : int
@@ -144,8 +175,8 @@ class PConvUNet(nn.Module):
     torch.Size([2, 1, 128, 128])
     """
 
-    def __init__(self, preset: str = "t128", in_channels: int = 1, *, levels=None, kernels=None,
-                 channels=None, input_scale_uk: float = 100.0, input_offset_uk: float = 0.0,
+    def __init__(self, preset: str = "t128", in_channels=None, *, levels=None, kernels=None,
+                 channels=None, input_scale_uk=None, input_offset_uk=0.0,
                  stem_channels=None, stem_kernel: int = 5, decoder_kernel: int = 3, prefill=None,
                  prefill_sweeps: int = 24):
         super().__init__()
@@ -159,16 +190,22 @@ class PConvUNet(nn.Module):
         channels = _fit_list(base["channels"] if channels is None else channels, levels, "channels")
         stem_channels = int(base["stem_channels"] if stem_channels is None else stem_channels)
         prefill = base.get("prefill", "none") if prefill is None else str(prefill)
-        if prefill not in ("none", "harmonic", "biharmonic", "gmrf", "lwiener"):
-            raise InputError(f"prefill: unknown prefill {prefill!r} (known: none, harmonic, biharmonic, gmrf, lwiener)")
-        if not (input_scale_uk > 0):
-            raise InputError(f"input_scale_uk: must be > 0, got {input_scale_uk}")
+        if prefill not in PREFILLS:
+            raise InputError(f"prefill: unknown prefill {prefill!r} (known: {', '.join(PREFILLS)})")
+        in_channels = int(base.get("in_channels", 1) if in_channels is None else in_channels)
         if in_channels < 1 or stem_channels < 0 or min(channels) < 1:
             raise InputError("in_channels/channels/stem_channels: must be positive")
+        if prefill == "lwiener-tqu" and in_channels != 3:
+            raise InputError(f"prefill: 'lwiener-tqu' fills T, Q, U maps (in_channels 3), got in_channels {in_channels}")
+        scale = _per_channel(base.get("input_scale_uk", 100.0) if input_scale_uk is None else input_scale_uk,
+                             in_channels, "input_scale_uk")
+        offset = _per_channel(input_offset_uk, in_channels, "input_offset_uk")
+        if not all(s > 0 for s in np.atleast_1d(scale)):
+            raise InputError(f"input_scale_uk: must be > 0, got {input_scale_uk}")
         self.preset = preset
-        self.in_channels = int(in_channels)
+        self.in_channels = in_channels
         self.levels, self.kernels, self.channels = levels, kernels, channels
-        self.input_scale_uk, self.input_offset_uk = float(input_scale_uk), float(input_offset_uk)
+        self.input_scale_uk, self.input_offset_uk = scale, offset
         self.stem_channels, self.stem_kernel = stem_channels, int(stem_kernel)
         self.decoder_kernel = int(decoder_kernel)
         self.prefill, self.prefill_sweeps = prefill, int(prefill_sweeps)
@@ -221,8 +258,8 @@ class PConvUNet(nn.Module):
             "levels": self.levels,
             "kernels": list(self.kernels),
             "channels": list(self.channels),
-            "input_scale_uk": self.input_scale_uk,
-            "input_offset_uk": self.input_offset_uk,
+            "input_scale_uk": list(self.input_scale_uk) if isinstance(self.input_scale_uk, list) else self.input_scale_uk,
+            "input_offset_uk": list(self.input_offset_uk) if isinstance(self.input_offset_uk, list) else self.input_offset_uk,
             "stem_channels": self.stem_channels,
             "stem_kernel": self.stem_kernel,
             "decoder_kernel": self.decoder_kernel,
@@ -233,7 +270,7 @@ class PConvUNet(nn.Module):
     @property
     def needs_first_guess(self) -> bool:
         """True when ``forward`` needs a ``first_guess`` from the caller (a classical fill that is
-        not torch: ``prefill`` ``"biharmonic"``, ``"gmrf"`` or ``"lwiener"``)."""
+        not torch: ``prefill`` ``"biharmonic"``, ``"gmrf"``, ``"lwiener"`` or ``"lwiener-tqu"``)."""
         return self.prefill in EXTERNAL_PREFILLS
 
     def freeze_encoder_bn(self, frozen: bool = True) -> "PConvUNet":
@@ -327,7 +364,8 @@ class PConvUNet(nn.Module):
         self._check_first_guess(x_uk, first_guess)
         with torch.no_grad():
             valid = mask > 0
-        x0 = torch.where(valid, (x_uk - self.input_offset_uk) / self.input_scale_uk, x_uk.new_zeros(()))
+        scale, offset = self._units(x_uk)
+        x0 = torch.where(valid, (x_uk - offset) / scale, x_uk.new_zeros(()))
         m0 = mask
 
         stem = stem_mask = None
@@ -338,7 +376,7 @@ class PConvUNet(nn.Module):
         prefilled = None
         if first_guess is not None:
             with torch.no_grad():
-                fg = (first_guess.to(x0.dtype) - self.input_offset_uk) / self.input_scale_uk
+                fg = (first_guess.to(x0.dtype) - offset) / scale
                 prefilled = torch.where(valid, x0, fg)
         elif self.prefill == "harmonic":
             prefilled = harmonic_fill(x0, m0, sweeps=self.prefill_sweeps)
@@ -379,7 +417,15 @@ class PConvUNet(nn.Module):
                 h = mask_features(h, m)  # masked at low resolution, before upsampling
         if prefilled is not None:
             h = h + prefilled
-        return h * self.input_scale_uk + self.input_offset_uk
+        return h * scale + offset
+
+    def _units(self, x: torch.Tensor):
+        """(scale, offset) in μK: Python floats (one unit for all channels, the T presets) or
+        (1, C, 1, 1) tensors on ``x``'s device (per-channel units)."""
+        def one(v):
+            return x.new_tensor(v).view(1, -1, 1, 1) if isinstance(v, list) else v
+
+        return one(self.input_scale_uk), one(self.input_offset_uk)
 
     @torch.no_grad()
     def encoder_masks(self, x_uk, mask) -> list:
