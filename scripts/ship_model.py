@@ -3,13 +3,18 @@
     python scripts/ship_model.py --stage RUN_S1 --stage RUN_S2 --name planck18-t128 \
         [--evaluation results.json] [--margin-px M]
     python scripts/ship_model.py --reship planck18-t128 [--margin-px M]
+    python scripts/ship_model.py --stage RUN_S1 --stage RUN_S2 --name planck18-tqu128 \
+        --reproduce "bash scripts/train_planck18_tqu128.sh" --evaluation docs/evaluation/tqu128.json \
+        --max-ratio Q=1.10 --max-ratio U=1.10
 
 Takes the weights of the last stage's ``last/`` checkpoint, and writes
 ``src/combine/pretrained/NAME/{weights.safetensors,config.json[,first_guess.safetensors]}`` where
 ``config.json`` is the checkpoint's model config plus a ``shipped`` table: the stages (config
 file, steps, samples, learning rate, wall time from ``history.csv``) and, with ``--evaluation``,
-the hole RMSE per method and mask from a ``combine evaluate`` ``results.json``. Training state
-(optimiser, RNG) is not shipped.
+the hole RMSE per method and mask from a ``combine evaluate`` ``results.json`` (or the
+``records`` of ``benchmarks/bench_tqu_model.py``, per field). ``--max-ratio FIELD=R`` refuses to
+ship unless the network's hole RMSE over the local Wiener fill's (``rmse_ratio_to_lwiener``
+records) is at most R on every mask for that field. Training state (optimiser, RNG) is not shipped.
 
 The model directory is self-contained (:mod:`combine.first_guess`): the first guess's tensors
 and parameters are stored, and the ``sky`` table is ``Sky.to_json()``. ``--margin-px`` sets the
@@ -48,15 +53,34 @@ def stage_record(run_dir: Path) -> dict:
     }
 
 
-def evaluation_table(results_json: Path) -> dict:
+def _records(results_json: Path) -> list:
     recs = json.loads(results_json.read_text())
+    return recs["records"] if isinstance(recs, dict) else recs
+
+
+def evaluation_table(results_json: Path) -> dict:
     table: dict = {}
-    for r in recs:
-        if r.get("metric") in ("rmse_hole", "power_ratio_hole", "hole_variance_ratio", "seconds_per_patch") \
+    for r in _records(results_json):
+        if r.get("metric") in ("rmse_hole", "power_ratio_hole", "hole_variance_ratio", "seconds_per_patch",
+                               "rmse_ratio_to_lwiener", "bb_error_over_bb_truth") \
                 and r.get("ell_bin") is None and r.get("epoch") is None:
-            table.setdefault(r["metric"] + ("_uk" if r["metric"] == "rmse_hole" else ""), {}) \
-                .setdefault(r["method"], {})[r["mask"]] = round(float(r["value"]), 4)
+            key = r["metric"] + ("_uk" if r["metric"] == "rmse_hole" else "")
+            key += f"_{r['field']}" if r.get("field") else ""
+            table.setdefault(key, {}).setdefault(r["method"], {})[r["mask"]] = round(float(r["value"]), 4)
     return table
+
+
+def check_ratios(results_json: Path, limits: list[str]) -> None:
+    """SystemExit unless every ``rmse_ratio_to_lwiener`` of method ``nn`` for FIELD is <= R."""
+    for item in limits:
+        field, _, limit = item.partition("=")
+        worst = [(r["mask"], r["value"]) for r in _records(results_json)
+                 if r.get("metric") == "rmse_ratio_to_lwiener" and r.get("method") == "nn" and r.get("field") == field]
+        if not worst:
+            raise SystemExit(f"{results_json}: no rmse_ratio_to_lwiener records for field {field}")
+        bad = [(m, v) for m, v in worst if v > float(limit)]
+        if bad:
+            raise SystemExit(f"not shipped: {field} hole RMSE over the local Wiener fill's above {limit}: {bad}")
 
 
 def self_contained(config: dict, source_dir: Path, margin_px=None):
@@ -112,6 +136,9 @@ def main(argv=None) -> int:
     ap.add_argument("--evaluation", type=Path, help="results.json of combine evaluate on the final model")
     ap.add_argument("--margin-px", type=int, default=None, help="local Wiener first guess window (px)")
     ap.add_argument("--note", default="")
+    ap.add_argument("--reproduce", default="bash scripts/train_planck18_t128.sh", help="command recorded in shipped.reproduce")
+    ap.add_argument("--max-ratio", action="append", default=[], metavar="FIELD=R",
+                    help="ship only if nn / lwiener hole RMSE <= R for FIELD on every mask")
     args = ap.parse_args(argv)
     if args.reship:
         src = PRETRAINED / args.reship
@@ -134,13 +161,15 @@ def main(argv=None) -> int:
     config["shipped"] = {
         "name": args.name,
         "stages": [stage_record(d) for d in args.stage],
-        "reproduce": "bash scripts/train_planck18_t128.sh",
+        "reproduce": args.reproduce,
         "note": args.note,
     }
     s1 = json.loads((args.stage[0] / "last" / "config.json").read_text())["training"]
     config["training"] = {k: s1[k] for k in ("data", "mask_mix", "seed", "batch_size")}
     if args.evaluation:
         config["shipped"]["evaluation"] = evaluation_table(args.evaluation)
+        if args.max_ratio:
+            check_ratios(args.evaluation, args.max_ratio)
     config, fg = self_contained(config, last, args.margin_px)
     write_shipped(args.name, config, last / "weights.safetensors", fg)
     return 0

@@ -21,7 +21,10 @@ def _one_thread():
 #: Parameter counts (weights + biases + BN affine), stated in the report.
 # t128-pf: t128-fr plus the prefilled map as one more 3×3 input of the last level (+9)
 PARAM_COUNTS = {"t128": 2_038_474, "t128-fr": 2_039_603, "t128-pf": 2_039_612, "t128-bh": 2_039_612,
-                "t128-gm": 2_039_612, "t128-lw": 2_039_612, "t512": 32_857_738}
+                "t128-gm": 2_039_612, "t128-lw": 2_039_612, "t512": 32_857_738,
+                # three input and output channels: +2·49·32 (first level), +2·25·32 (stem), and the
+                # last level 9·(32 + 3 + 33 + 3)·3 + 3 instead of 9·(32 + 1 + 33 + 1) + 1
+                "tqu128-lw": 2_045_664}
 
 
 def expected_param_count(kernels, channels, in_ch=1, stem=0, stem_kernel=5, dec_k=3, prefill=False):
@@ -52,8 +55,8 @@ def test_parameter_counts(preset):
     cfg = PRESETS[preset]
     n_params = sum(p.numel() for p in net.parameters())
     assert n_params == PARAM_COUNTS[preset]
-    assert n_params == expected_param_count(cfg["kernels"], cfg["channels"], stem=cfg["stem_channels"],
-                                            prefill=cfg.get("prefill", "none") != "none")
+    assert n_params == expected_param_count(cfg["kernels"], cfg["channels"], in_ch=cfg.get("in_channels", 1),
+                                            stem=cfg["stem_channels"], prefill=cfg.get("prefill", "none") != "none")
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
@@ -62,9 +65,9 @@ def test_forward_backward_every_preset(preset):
     torch.manual_seed(0)
     net = PConvUNet(preset)
     size = net.input_size_multiple * (2 if preset.startswith("t128") else 1)
-    x = torch.randn(2, 1, size, size) * 100
+    x = torch.randn(2, net.in_channels, size, size) * 100
     mask = circle_mask(2, size, size / 8)
-    fg = torch.randn(2, 1, size, size) * 100 if net.needs_first_guess else None
+    fg = torch.randn(2, net.in_channels, size, size) * 100 if net.needs_first_guess else None
     y = net(x, mask, first_guess=fg)
     assert y.shape == x.shape
     assert torch.isfinite(y).all()
@@ -179,7 +182,10 @@ def test_freeze_encoder_bn_survives_train():
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_config_round_trip(preset):
     torch.manual_seed(5)
-    net = PConvUNet(preset, in_channels=2, input_scale_uk=80.0).eval()
+    if PRESETS[preset].get("prefill") == "lwiener-tqu":  # T, Q, U only: per-field units instead
+        net = PConvUNet(preset, input_scale_uk=[80.0, 4.0, 3.0], input_offset_uk=[1.0, 0.0, -1.0]).eval()
+    else:
+        net = PConvUNet(preset, in_channels=2, input_scale_uk=80.0).eval()
     cfg = json.loads(json.dumps(net.config()))
     net2 = PConvUNet(**cfg).eval()
     assert net2.config() == cfg
@@ -187,9 +193,9 @@ def test_config_round_trip(preset):
     assert {k: v.shape for k, v in sd.items()} == {k: v.shape for k, v in sd2.items()}
     net2.load_state_dict(sd)
     size = net.input_size_multiple
-    x = torch.randn(1, 2, size, size) * 100
+    x = torch.randn(1, net.in_channels, size, size) * 100
     m = circle_mask(1, size, size / 10)
-    fg = torch.randn(1, 2, size, size) * 100 if net.needs_first_guess else None
+    fg = torch.randn(1, net.in_channels, size, size) * 100 if net.needs_first_guess else None
     with torch.no_grad():
         torch.testing.assert_close(net2(x, m, fg), net(x, m, fg))
 
