@@ -473,9 +473,6 @@ TQU_ROWS = [
                                                           "--method", "flat"], match="flat"),
     Case("simulate: --out FILE.fits that exists", ["simulate", "--out", f"{IN}/map.fits", "--nside", "8"],
          match="map.fits"),
-    Case("simulate: --fields TQU --method healpix into a directory", SIM + ["--n-patches", "4", "--fields", "TQU",
-                                                                            "--method", "healpix", "--nside", "8"],
-         match="--fields TQU"),
 ]
 CASES += TQU_ROWS
 

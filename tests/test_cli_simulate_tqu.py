@@ -26,13 +26,26 @@ def test_tqu_dataset(tmp_path, capsys):
         assert fh["maps"].shape == (3, 3, 64, 64)
 
 
-def test_tqu_healpix_is_refused(tmp_path, capsys):
-    out = tmp_path / "x"
-    status = main(["simulate", "--quiet", "--out", str(out), "--n-patches", "4", "--fields", "TQU",
-                   "--method", "healpix", "--nside", "64"])
-    err = capsys.readouterr().err
-    assert status == 2 and err.count("\n") == 1 and "--fields TQU" in err
-    assert not out.exists()
+def test_tqu_patches_cut_from_healpix_maps(tmp_path, capsys):
+    """--fields TQU --method healpix into DIR: (N, 3, H, W) patches equal to
+    simulate_healpix_tqu_patches with the file's seed stream (Q/U rotated into the patch frame),
+    their rms at the T and Q/U levels, reproducible from the seed."""
+    from combine.sky import Sky
+    from combine.sky.healpix import simulate_healpix_tqu_patches
+
+    out = tmp_path / "hp"
+    argv = ["simulate", "--quiet", "--out", str(out), "--n-patches", "6", "--size", "64", "--fields", "TQU",
+            "--method", "healpix", "--nside", "256", "--patches-per-map", "6", "--split", "1,0,0", "--seed", "2",
+            "--pixel-arcmin", "13.74", "--beam-fwhm", "20", "--noise", "2"]
+    assert main(argv) == 0, capsys.readouterr().err
+    maps, _, attrs = read_dataset(out / "train.h5")
+    assert maps.shape == (6, 3, 64, 64) and attrs["fields"] == "TQU" and attrs["method"] == "healpix"
+    sky = Sky.from_json(attrs["sky"])
+    rng = np.random.default_rng(np.random.SeedSequence(2).spawn(3)[0])  # the train split's stream
+    ref = simulate_healpix_tqu_patches(6, 64, nside=256, patches_per_map=6, sky=sky, rng=rng)
+    np.testing.assert_array_equal(maps, ref)
+    rms = np.sqrt(np.mean(maps.astype(np.float64) ** 2, axis=(0, 2, 3)))
+    assert 30 < rms[0] < 300 and 0.5 < rms[1] < 15 and 0.5 < rms[2] < 15, rms
 
 
 def _binned_z(cl_hat, cl_var, expected, edges):

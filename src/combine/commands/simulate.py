@@ -39,8 +39,10 @@ Several --ns values make labelled classes (the original CoMBInE's are
 class in the order given, and each file gets a per-patch `ns` dataset.
 Each file records its sky (attribute `sky`, the JSON of combine.sky.Sky) next to the loose
 attributes pixel_arcmin, beam_fwhm_arcmin, noise_uk_arcmin and cosmology.
---fields TQU (flat only) writes maps (N, 3, H, W) = T, Q, U in μK with the TE correlation and the
-DESIGN E/B convention (combine.sky.polarisation.simulate_flat_tqu); Q/U noise is √2 × --noise.
+--fields TQU writes maps (N, 3, H, W) = T, Q, U in μK with the TE correlation and the DESIGN E/B
+convention: flat (combine.sky.polarisation.simulate_flat_tqu) or cut from full-sky T, Q, U maps
+with Q/U rotated from healpy's frame into the patch frame (--method healpix,
+combine.sky.healpix.simulate_healpix_tqu_patches); Q/U noise is √2 × --noise.
 
 --out FILE.fits (with --method healpix, no --n-patches) writes one full-sky HEALPix map at
 --nside instead of a dataset: column I_STOKES (--fields T) or I_STOKES, Q_STOKES, U_STOKES
@@ -75,8 +77,8 @@ def register(subparsers, common):
     p.add_argument("--nside", type=int, default=NSIDE_DEFAULT, help="HEALPix Nside for --method healpix (default %(default)s; 2048 needs ~2 GB RAM)")
     p.add_argument("--patches-per-map", type=int, default=10, help="patches cut from each full-sky map (default %(default)s)")
     p.add_argument("--fields", choices=("T", "TQU"), default="T",
-                   help="T (maps (N, H, W)) or T, Q, U (maps (N, 3, H, W) with --method flat; a 3-column "
-                        "full-sky map with --out FILE.fits) (default %(default)s)")
+                   help="T (maps (N, H, W)) or T, Q, U (maps (N, 3, H, W); a 3-column full-sky map with "
+                        "--out FILE.fits) (default %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out FILE.fits")
     p.set_defaults(run=run)
 
@@ -123,9 +125,6 @@ def _check_args(args):
             raise InputError(f"--nside: must be a power of 2, got {args.nside}")
         if args.patches_per_map < 1:
             raise InputError(f"--patches-per-map: must be >= 1, got {args.patches_per_map}")
-    if getattr(args, "fields", "T") == "TQU" and args.method != "flat" and not args.full_sky:
-        raise InputError("--fields TQU --method healpix: writes one full-sky T, Q, U map (--out FILE.fits); "
-                         "T, Q, U patch datasets are simulated with --method flat")
     if args.full_sky and len(ns_values) > 1:
         raise InputError(f"--ns: a full-sky map has one spectral index, got {len(ns_values)}")
     if args.seed is not None and args.seed < 0:
@@ -193,7 +192,7 @@ def _simulate(args, out, fractions, ns_values):
     from ..progress import progress
     from ..sky.flat import grid_side_px, simulate_flat_patches
     from ..sky import Sky
-    from ..sky.healpix import simulate_healpix_patches
+    from ..sky.healpix import simulate_healpix_patches, simulate_healpix_tqu_patches
     from ..sky.polarisation import simulate_flat_tqu
 
     tqu = getattr(args, "fields", "T") == "TQU"
@@ -259,9 +258,13 @@ def _simulate(args, out, fractions, ns_values):
                         while done < n_class:
                             take = min(chunk_patches, n_class - done)
                             common = dict(sky=skies[ns], rng=rng, progress_callback=bar.update)
-                            if tqu:
+                            if tqu and args.method == "flat":
                                 chunk = simulate_flat_tqu(take, args.size, sky=skies[ns], rng=rng)
                                 bar.update(take)
+                            elif tqu:
+                                chunk = simulate_healpix_tqu_patches(
+                                    take, args.size, nside=args.nside, patches_per_map=args.patches_per_map, **common
+                                )
                             elif args.method == "flat":
                                 chunk = simulate_flat_patches(take, args.size, **common)
                             else:

@@ -272,9 +272,60 @@ def simulate_healpix_patches(
     return out
 
 
+def simulate_healpix_tqu_patches(n_patches, size=128, *, nside=NSIDE_DEFAULT, patches_per_map=10, sky: Sky,
+                                 region="central", lat_limit_deg=30.0, seed=None, rng=None,
+                                 progress_callback=None) -> np.ndarray:
+    """T, Q, U patches cut from successive full-sky T, Q, U maps (the counterpart of
+    :func:`simulate_healpix_patches`).
+
+    Each map is :func:`combine.sky.polarisation.simulate_healpix_tqu` (beam and pixel window, no
+    noise); ``patches_per_map`` non-overlapping centres (:func:`patch_centres`) are cut with
+    :func:`combine.sky.polarisation.tqu_patch_from_healpix` (bilinear interpolation, Q/U rotated
+    from healpy's frame into the patch frame of docs/DESIGN.md); white noise of
+    ``sky.noise_uk_arcmin / pixel_arcmin`` on T and ``sky.noise_qu_uk_arcmin / pixel_arcmin`` on
+    Q, U is added per patch pixel.
+
+    Returns float32 (n_patches, 3, size, size), μK.
+    """
+    from .polarisation import simulate_healpix_tqu, tqu_patch_from_healpix
+
+    if int(n_patches) != n_patches or int(n_patches) < 1:
+        raise InputError(f"n_patches: must be a positive integer, got {n_patches!r}")
+    if int(patches_per_map) != patches_per_map or int(patches_per_map) < 1:
+        raise InputError(f"patches_per_map: must be a positive integer, got {patches_per_map!r}")
+    if not isinstance(sky, Sky):
+        raise InputError(f"sky: expected a combine.sky.Sky, got {type(sky).__name__}")
+    nside = _check_nside(nside)
+    if seed is not None and rng is not None:
+        raise InputError("seed: give either seed or rng, not both")
+    if rng is None:
+        rng = np.random.default_rng(seed)
+    pix = sky.pixel_arcmin
+    sigma = np.array([sky.noise_uk_arcmin, sky.noise_qu_uk_arcmin, sky.noise_qu_uk_arcmin]) / pix
+    map_sky = sky.replace(noise_uk_arcmin=0.0, noise_pol_uk_arcmin=0.0)  # noise per patch pixel below
+    n_patches, size = int(n_patches), int(size)
+    out = np.empty((n_patches, 3, size, size), dtype=np.float32)
+    made = 0
+    while made < n_patches:
+        take = min(int(patches_per_map), n_patches - made)
+        tqu = simulate_healpix_tqu(nside, sky=map_sky, rng=rng)
+        lons, lats = patch_centres(take, size, pix, region=region, lat_limit_deg=lat_limit_deg, rng=rng)
+        for i, (lon, lat) in enumerate(zip(lons, lats)):
+            out[made + i] = tqu_patch_from_healpix(tqu, lon, lat, size, pix)
+        del tqu
+        if sigma.any():
+            out[made:made + take] += (sigma[None, :, None, None]
+                                      * rng.standard_normal((take, 3, size, size))).astype(np.float32)
+        made += take
+        if progress_callback is not None:
+            progress_callback(take)
+    return out
+
+
 __all__ = [
     "simulate_healpix_map",
     "simulate_healpix_patches",
+    "simulate_healpix_tqu_patches",
     "patch_centres",
     "healpix_patches",
     "synthesize_alm",
