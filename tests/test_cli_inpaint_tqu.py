@@ -226,3 +226,45 @@ def test_three_channel_model_on_tqu_patches(tmp_path, capsys, untrained_models):
     out = np.load(tmp_path / "nn.npy")
     np.testing.assert_array_equal(out, load_model(untrained_models / "t128-3ch").inpaint(maps, mask))
     np.testing.assert_array_equal(out[:, :, mask == 1], maps[:, :, mask == 1])
+
+
+def test_three_channel_model_with_a_first_guess_on_a_healpix_tqu_map(tmp_path, capsys):
+    """--fields TQU --model DIR (a 3-channel network with a first-guess input) on a T, Q, U FITS
+    map = the library path: inpaint_healpix_tqu with first_guess_map = the joint sphere fill
+    (sphere_tqu_fill, the default sky); valid pixels unchanged; the correction is really added."""
+    import healpy as hp
+    import torch
+
+    from combine.baselines.sphere_wiener_pol import sphere_tqu_fill
+    from combine.first_guess import FirstGuess
+    from combine.healpix_inpaint_tqu import inpaint_healpix_tqu
+    from combine.models import load_model, save_model
+    from combine.nn import PConvUNet
+
+    torch.manual_seed(1)
+    unet = PConvUNet("t128", in_channels=3, levels=6, channels=[8, 16, 16, 16, 16, 16], prefill="biharmonic").eval()
+    with torch.no_grad():  # the correction head may start at zero: make the network change its first guess
+        for w in unet.parameters():
+            w.add_(0.05 * torch.randn_like(w))
+    save_model(unet, tmp_path / "model", first_guess=FirstGuess.for_sky("biharmonic", size=128))
+    nside = 128
+    rng = np.random.default_rng(8)
+    tqu = (rng.standard_normal((3, hp.nside2npix(nside))) * [[100], [5], [5]]).astype(np.float32)
+    mask = np.ones(tqu.shape[1], np.float32)
+    for lon, lat in ((10, 10), (200, 60)):
+        mask[hp.query_disc(nside, hp.ang2vec(lon, lat, lonlat=True), np.radians(0.4))] = 0
+    given = np.where(mask > 0, tqu, hp.UNSEEN).astype(np.float32)
+    hp.write_map(tmp_path / "tqu.fits", given, dtype=np.float32, column_units="uK")
+    np.save(tmp_path / "mask.npy", mask)
+    assert main(["inpaint", "--quiet", "--fields", "TQU", "--model", str(tmp_path / "model"), "--input",
+                 str(tmp_path / "tqu.fits"), "--mask", str(tmp_path / "mask.npy"), "--output",
+                 str(tmp_path / "out.fits")]) == 0, capsys.readouterr().err
+    out = hp.read_map(tmp_path / "out.fits", field=None, dtype=np.float32)
+    sky = Sky.planck18(noise_uk_arcmin=1.0).replace(pixel_arcmin=hp.nside2resol(nside, arcmin=True))
+    first = np.asarray(sphere_tqu_fill(given, mask, sky=sky), dtype=np.float64)
+    ref = inpaint_healpix_tqu(load_model(tmp_path / "model"), given, mask, first_guess_map=first, progress=False)
+    hole = mask == 0
+    np.testing.assert_array_equal(out[:, ~hole], given[:, ~hole])
+    scale = np.abs(ref[:, hole]).max(axis=1, keepdims=True)
+    np.testing.assert_allclose(out[:, hole] / scale, ref[:, hole] / scale, rtol=1e-6, atol=1e-6)
+    assert np.abs(out[:, hole] - first[:, hole]).min() > 0  # the network's correction was added

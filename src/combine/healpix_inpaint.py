@@ -47,6 +47,7 @@ only (their neighbours in chunks); patches are made ``batch_size`` at a time.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -191,6 +192,54 @@ def _cut_patch(hmap, valid, nside, nest, lon, lat, size, pix):
     return patch.reshape(size, size).astype(np.float32), pmask.reshape(size, size).astype(np.float32)
 
 
+@dataclasses.dataclass
+class ClusterPlan:
+    """Holes grouped into patches (module docstring, steps 1-2): ``seeds[c]`` is the hole whose
+    centre is patch ``c``'s centre; ``hole_pixels[bounds[c]:bounds[c + 1]]`` are its masked pixels."""
+
+    n_holes: int
+    centres: np.ndarray
+    seeds: np.ndarray
+    hole_pixels: np.ndarray
+    bounds: np.ndarray
+    holes_per_cluster: np.ndarray
+
+
+def plan_clusters(hole_pixels, nside, nest, size, pix, margin_px, cluster_radius_px, mask_source) -> ClusterPlan:
+    """Holes, their geometry and their clusters for patches of ``size`` px of ``pix`` arcmin
+    (module docstring, steps 1-2); InputError for a hole too large for one patch."""
+    n_holes, labels = find_holes(hole_pixels, nside, nest=nest)
+    centres, radii, counts = hole_geometry(hole_pixels, labels, n_holes, nside, nest=nest)
+    pix_rad = pix * ARCMIN_RAD
+    margin = size // 8 if margin_px is None else int(margin_px)
+    usable_px = size / 2.0 - margin
+    if usable_px <= 0:
+        raise InputError(f"margin_px: {margin} leaves no room in a {size}-px patch")
+    usable = usable_px * pix_rad
+    too_big = np.flatnonzero(radii > usable)
+    if too_big.size:
+        h = too_big[np.argmax(radii[too_big])]
+        lon, lat = _lonlat_deg(centres[h])
+        diam_deg = math.degrees(2 * radii[h])
+        raise InputError(
+            f"{mask_source}: hole of {diam_deg:.2f} deg diameter ({2 * radii[h] / pix_rad:.0f} px at "
+            f"{pix:.4g} arcmin/px, {counts[h]} HEALPix pixels) at lon {lon:.2f}, lat {lat:.2f} deg is too large: "
+            f"the model's {size}-px patch ({math.degrees(size * pix_rad):.2f} deg) fills holes up to "
+            f"{math.degrees(2 * usable):.2f} deg ({2 * usable_px:.0f} px) across; {too_big.size} hole(s) too large "
+            f"(split the mask or fill large regions by another method)")
+    link = usable if cluster_radius_px is None else max(float(cluster_radius_px), 0.0) * pix_rad
+    seeds, cluster_of = cluster_holes(centres, radii, usable, link)
+
+    # masked pixels grouped by cluster
+    pixel_cluster = cluster_of[labels]
+    order = np.argsort(pixel_cluster, kind="stable")
+    hole_pixels, pixel_cluster = hole_pixels[order], pixel_cluster[order]
+    bounds = np.searchsorted(pixel_cluster, np.arange(len(seeds) + 1))
+    holes_per_cluster = np.bincount(cluster_of, minlength=len(seeds))
+    return ClusterPlan(n_holes, centres, seeds, hole_pixels, bounds, holes_per_cluster)
+
+
+
 # --------------------------------------------------------------------------------------------
 # the pipeline
 # --------------------------------------------------------------------------------------------
@@ -272,35 +321,9 @@ def inpaint_healpix(model, hmap, hmask, *, nest: bool = False, batch_size: int =
     if hole_pixels.size == 0:
         return out
 
-    n_holes, labels = find_holes(hole_pixels, nside, nest=nest)
-    centres, radii, counts = hole_geometry(hole_pixels, labels, n_holes, nside, nest=nest)
-    pix_rad = pix * ARCMIN_RAD
-    margin = size // 8 if margin_px is None else int(margin_px)
-    usable_px = size / 2.0 - margin
-    if usable_px <= 0:
-        raise InputError(f"margin_px: {margin} leaves no room in a {size}-px patch")
-    usable = usable_px * pix_rad
-    too_big = np.flatnonzero(radii > usable)
-    if too_big.size:
-        h = too_big[np.argmax(radii[too_big])]
-        lon, lat = _lonlat_deg(centres[h])
-        diam_deg = math.degrees(2 * radii[h])
-        raise InputError(
-            f"{mask_source}: hole of {diam_deg:.2f} deg diameter ({2 * radii[h] / pix_rad:.0f} px at "
-            f"{pix:.4g} arcmin/px, {counts[h]} HEALPix pixels) at lon {lon:.2f}, lat {lat:.2f} deg is too large: "
-            f"the model's {size}-px patch ({math.degrees(size * pix_rad):.2f} deg) fills holes up to "
-            f"{math.degrees(2 * usable):.2f} deg ({2 * usable_px:.0f} px) across; {too_big.size} hole(s) too large "
-            f"(split the mask or fill large regions by another method)")
-    link = usable if cluster_radius_px is None else max(float(cluster_radius_px), 0.0) * pix_rad
-    seeds, cluster_of = cluster_holes(centres, radii, usable, link)
-
-    # masked pixels grouped by cluster
-    pixel_cluster = cluster_of[labels]
-    order = np.argsort(pixel_cluster, kind="stable")
-    hole_pixels, pixel_cluster = hole_pixels[order], pixel_cluster[order]
-    bounds = np.searchsorted(pixel_cluster, np.arange(len(seeds) + 1))
-    holes_per_cluster = np.bincount(cluster_of, minlength=len(seeds))
-    del labels, order, pixel_cluster
+    plan = plan_clusters(hole_pixels, nside, nest, size, pix, margin_px, cluster_radius_px, mask_source)
+    n_holes, centres, seeds, hole_pixels = plan.n_holes, plan.centres, plan.seeds, plan.hole_pixels
+    bounds, holes_per_cluster = plan.bounds, plan.holes_per_cluster
 
     bar = progress_bar(total=n_holes, desc="holes", unit="hole") if progress else None
     try:
@@ -338,4 +361,5 @@ def inpaint_healpix(model, hmap, hmask, *, nest: bool = False, batch_size: int =
     return out
 
 
-__all__ = ["inpaint_healpix", "check_healpix_inputs", "find_holes", "hole_geometry", "cluster_holes"]
+__all__ = ["inpaint_healpix", "check_healpix_inputs", "find_holes", "hole_geometry", "cluster_holes", "plan_clusters",
+           "ClusterPlan"]

@@ -38,7 +38,9 @@ change. The file types follow the extensions:
                     and back on write. Or a (3, Npix) .npy. The mask: one map for T, Q and U, or
                     three columns/rows (per field). wiener / lwiener / gcr: the joint T, Q, U fill
                     on the sphere (one mask; white noise, Q/U √2 × --noise); other methods fill
-                    each field alone through patches (Q, U as scalars: they leak E into B).
+                    each field alone through patches (Q, U as scalars: they leak E into B);
+                    a 3-channel --model: T, Q, U patches with Q/U rotated into the patch frame
+                    and back (correcting the joint sphere fill if the network has a first guess).
                     The output keeps every column, ordering, unit, POLCCONV and header.
   .npy              patches (H, W), (N, H, W) or (N, C, H, W) in μK with a mask that broadcasts,
                     or a 1-D .npy of 12*Nside^2 pixels (a HEALPix map, RING unless --nest).
@@ -249,7 +251,7 @@ def run(args):
         from .inpaint_tqu import run_tqu_healpix
 
         what = run_tqu_healpix(args, kinds, seed, sky_of=_sky, sky_cards=_sky_cards, patch_method=_patch_method,
-                               output_paths=_output_paths)
+                               output_paths=_output_paths, model=model)
     elif healpix:
         what = _run_healpix(args, kinds, model, seed)
     else:

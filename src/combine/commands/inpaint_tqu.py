@@ -10,8 +10,10 @@ What is read (columns by name, POLCCONV, per-column units): :mod:`combine.tqu_fi
   own through gnomonic patches (:func:`combine.healpix_inpaint.inpaint_healpix`), Q and U as
   scalars in healpy's frame: a baseline of what a fill ignorant of spin 2 leaks. A 3-column mask
   gives each field its own mask.
-- ``--model``: refused (the networks take temperature patches; T, Q, U patches cut from the sphere
-  would need the Q/U frame rotation both ways).
+- ``--model`` of a 3-channel network: T, Q, U through gnomonic patches with Q/U rotated into each
+  patch's frame and back (:func:`combine.healpix_inpaint_tqu.inpaint_healpix_tqu`); a network
+  with a first-guess input corrects the joint sphere fill (``sphere_tqu_fill``, as for T maps).
+  A 1-channel model is refused.
 
 ``--realisations N``: realisation 0 of seed S is ``sphere_tqu_fill(..., gcr=True, seed=S)`` (the
 library call with that seed), realisation k > 0 uses the seed
@@ -39,9 +41,6 @@ def realisation_seed(seed: int, k: int) -> int:
 
 def check_tqu_args(args) -> None:
     """Options that a T, Q, U HEALPix fill cannot honour: one line each."""
-    if args.model is not None:
-        raise InputError(f"--model: T, Q, U HEALPix maps are filled with --method (wiener, gcr, lwiener jointly "
-                         f"on the sphere, or a scalar method per field); the network path takes temperature maps")
     if args.spectrum is not None:
         raise InputError("--spectrum: gives TT only; T, Q, U maps need the CAMB TT, EE, BB, TE spectra")
     if args.noise_map is not None:
@@ -130,13 +129,16 @@ def _check_fields(args, raw, mask_values, names):
 # --------------------------------------------------------------------------------------------
 # the fill
 # --------------------------------------------------------------------------------------------
-def run_tqu_healpix(args, kinds, seed, *, sky_of, sky_cards, patch_method, output_paths) -> str:
+def run_tqu_healpix(args, kinds, seed, *, sky_of, sky_cards, patch_method, output_paths, model=None) -> str:
     """Fill a T, Q, U HEALPix map (module docstring); returns the summary's description."""
     import healpy as hp
 
     from ..image_io import looks_like_kelvin, write_healpix_table, write_npy
 
     check_tqu_args(args)
+    if model is not None and int(getattr(model, "in_channels", 1)) != 3:
+        raise InputError(f"--model {args.model}: takes {model.in_channels} channel(s); T, Q, U maps need a "
+                         "3-channel model (or --method)")
     if kinds["output"] not in ("fits", "npy"):
         raise InputError(f"{args.output}: a HEALPix map is written as .fits/.fits.gz or .npy, not .{kinds['output']}")
     tq, raw, nest, factors = _read_tqu_map(args, kinds["input"])
@@ -163,10 +165,15 @@ def run_tqu_healpix(args, kinds, seed, *, sky_of, sky_cards, patch_method, outpu
     sky = sky_of(args).replace(pixel_arcmin=hp.nside2resol(nside, arcmin=True))
     outs = output_paths(args)
     shared = bool((valid == valid[:1]).all())
-    if args.method in SPHERE_TQU_METHODS:
-        if not shared:
-            raise InputError(f"{args.mask}: T, Q and U masks differ; --method {args.method} fills T, Q, U jointly "
-                             "with one mask (give one mask, or fill per field with e.g. --method diffusive)")
+    how = f"--model {args.model}" if model is not None else f"--method {args.method}"
+    if (model is not None or args.method in SPHERE_TQU_METHODS) and not shared:
+        raise InputError(f"{args.mask}: T, Q and U masks differ; {how} fills T, Q, U jointly "
+                         "with one mask (give one mask, or fill per field with e.g. --method diffusive)")
+    prefill = model is not None and getattr(getattr(model, "unet", None), "prefill", "none") != "none"
+    if model is not None:
+        holes = [np.flatnonzero(~valid[0])] * 3
+        fills, what = _model_fills(args, model, tqu_uk, valid[0], sky, nest, prefill)
+    elif args.method in SPHERE_TQU_METHODS:
         holes = [np.flatnonzero(~valid[0])] * 3
         fills, what = _sphere_fills(args, tqu_uk, valid[0], sky, seed, nest, len(outs), holes[0], nside)
     else:
@@ -175,8 +182,9 @@ def run_tqu_healpix(args, kinds, seed, *, sky_of, sky_cards, patch_method, outpu
         fills, what = _per_field_fills(args, tqu_uk, valid, patch_method(args.method, sky, seed, False), nest)
         holes = [np.flatnonzero(~valid[k]) for k in range(3)]
     n_masked = sum(h.size for h in holes)
-    cards = sky_cards(sky, args, seed) + [("COMBFLDS", "TQU", "T, Q, U filled (POLCCONV of the file)")]
-    history = f"combine inpaint: {n_masked} masked T, Q, U pixels filled ({args.method})"
+    cards = sky_cards(sky, args, seed) if (model is None or prefill) else [("COMBMETH", f"model {args.model}", "")]
+    cards = cards + [("COMBFLDS", "TQU", "T, Q, U filled (POLCCONV of the file)")]
+    history = f"combine inpaint: {n_masked} masked T, Q, U pixels filled ({args.method or 'model ' + str(args.model)})"
     for r, (out, fill) in enumerate(zip(outs, fills)):
         extra = list(cards) + ([("COMBREAL", r, "realisation index")] if len(outs) > 1 else [])
         if tq is not None and kinds["output"] == "fits":
@@ -205,6 +213,17 @@ def run_tqu_healpix(args, kinds, seed, *, sky_of, sky_cards, patch_method, outpu
             f"POLCCONV {conv})")
 
 
+def _advancer(bar):
+    """``progress(done)`` callback of ``sphere_tqu_fill`` (holes done so far) moving ``bar``."""
+    state = {"done": 0}
+
+    def advance(done):
+        bar.update(int(done) - state["done"])
+        state["done"] = int(done)
+
+    return advance
+
+
 def _sphere_fills(args, tqu_uk, valid, sky, seed, nest, n_out, holes, nside):
     """Joint T, Q, U sphere fill(s): a list of (3, n_holes) values in μK, one per output."""
     import healpy as hp
@@ -222,19 +241,38 @@ def _sphere_fills(args, tqu_uk, valid, sky, seed, nest, n_out, holes, nside):
     fills = []
     try:
         for r in range(n_out):
-            state = {"done": 0}
-
-            def advance(done, state=state):
-                bar.update(int(done) - state["done"])
-                state["done"] = int(done)
-
-            filled = sphere_tqu_fill(tqu_uk, valid.astype(np.uint8), sky=sky, gcr=gcr, nest=nest, progress=advance,
+            filled = sphere_tqu_fill(tqu_uk, valid.astype(np.uint8), sky=sky, gcr=gcr, nest=nest, progress=_advancer(bar),
                                      seed=realisation_seed(seed, r) if gcr else None, **options)
             fills.append(np.asarray(filled)[:, holes].astype(np.float64))
             del filled
     finally:
         bar.close()
     return fills, f"{n_holes} holes on the sphere with {args.method} (joint T, Q, U)"
+
+
+def _model_fills(args, model, tqu_uk, valid, sky, nest, prefill):
+    """A 3-channel network through patches, correcting the joint sphere fill if it takes a first guess."""
+    from ..healpix_inpaint_tqu import inpaint_healpix_tqu
+
+    first = None
+    if prefill:
+        from ..baselines.sphere_wiener_pol import sphere_tqu_fill
+        from ..progress import progress as progress_bar
+
+        bar = progress_bar(total=None, desc="sphere first guess", unit="hole")
+        try:
+            first = np.asarray(sphere_tqu_fill(tqu_uk, valid.astype(np.uint8), sky=sky, nest=nest,
+                                               progress=_advancer(bar)), dtype=np.float64)
+        finally:
+            bar.close()
+    filled = inpaint_healpix_tqu(model, tqu_uk, valid, nest=nest, batch_size=args.batch_size, progress=True,
+                                 cluster_radius_px=args.cluster_radius, first_guess_map=first,
+                                 map_source=str(args.input), mask_source=str(args.mask))
+    holes = np.flatnonzero(~valid)
+    what = f"holes through T, Q, U patches with model {args.model}"
+    if prefill:
+        what += " correcting the joint sphere fill"
+    return [filled[:, holes].astype(np.float64)], what
 
 
 def _per_field_fills(args, tqu_uk, valid, filler, nest):
