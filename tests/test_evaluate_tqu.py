@@ -165,3 +165,31 @@ def test_leakage_bins_and_bad_input():
         mk = np.ones(npix)
         mk[0] = 0
         fullsky_tqu_evaluation(m, mk, sky=Sky.planck18())
+
+
+def test_three_channel_network_in_the_table(tmp_path, sky):
+    """A 3-channel model's row is its own inpaint on the same holes (random init: the numbers are
+    meaningless, the bookkeeping is not); a 1-channel model is refused before any fill."""
+    import torch
+
+    from combine.models import load_model, save_model
+    from combine.nn import PConvUNet
+
+    torch.manual_seed(0)
+    save_model(PConvUNet("t128", in_channels=3, levels=3, channels=[8, 8, 8]).eval(), tmp_path / "m3")
+    model = load_model(tmp_path / "m3")
+    patches = simulate_flat_tqu(2, 32, sky=sky, seed=8, min_size=32)  # a size the t128 layout accepts
+    ev = run_tqu_evaluation(model, patches, sky=sky, methods=("nn", "zero"), mask_specs=("circle-r4",),
+                            progress=False)
+    spec = parse_mask_spec("circle-r4", size=32)
+    masks = make_masks(spec, len(patches), 32, 0)
+    hole = masks < 0.5
+    filled = model.inpaint(np.where(hole[:, None], 0.0, patches).astype(np.float32), masks)
+    for f, field in enumerate(FIELDS):
+        expect = np.sqrt(np.mean((filled[:, f].astype(np.float64) - patches[:, f])[hole] ** 2))
+        rec = _one(ev.records, method="nn", mask="circle-r4", metric="rmse_hole", field=field)
+        assert rec["value"] == pytest.approx(expect, rel=1e-5)
+    save_model(PConvUNet("t128", levels=3, channels=[8, 8, 8]).eval(), tmp_path / "m1")
+    with pytest.raises(InputError, match="3-channel model"):
+        run_tqu_evaluation(load_model(tmp_path / "m1"), patches, sky=sky, methods=("nn",),
+                           mask_specs=("circle-r4",), progress=False)

@@ -54,6 +54,8 @@ METHOD_LABELS = {
     "zero": "zero fill",
     "oracle": "truth (oracle)",
     "zero_fsky": "zero-filled / f_sky",
+    "wiener-sphere": "Wiener (sphere, local T, Q, U)",
+    "gcr-sphere": "constrained realisation (sphere)",
     "filled": "filled map",
 }
 
@@ -72,6 +74,8 @@ METHOD_COLOURS = {
     "zero": "#000000",
     "oracle": "#393b79",
     "zero_fsky": "#7f7f7f",
+    "wiener-sphere": "#1f77b4",
+    "gcr-sphere": "#2ca02c",
 }
 
 #: Titles (in words) of the scalar metrics of :mod:`combine.evaluation`.

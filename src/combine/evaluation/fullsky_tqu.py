@@ -98,6 +98,25 @@ def leakage_bins(nside: int, lmin: int = LMIN, n_bins: int = N_BINS) -> np.ndarr
     return edges
 
 
+def per_field_patch_px(mask) -> int:
+    """Side of the gnomonic patches of the per-field fills: the smallest power of 2 (16 … 128)
+    whose usable radius :math:`S/2 - S/8` (:func:`combine.healpix_inpaint.inpaint_healpix`) holds
+    1.5 × the largest hole radius, capped at :data:`MAX_PATCH_DEG` across (small patches: fast)."""
+    import healpy as hp
+
+    from ..sphere.holes import find_holes, hole_geometry
+
+    nside = hp.npix2nside(np.asarray(mask).size)
+    pix = hp.nside2resol(nside)
+    holes = np.flatnonzero(np.asarray(mask) == 0)
+    n, labels = find_holes(holes, nside)
+    r_px = float(hole_geometry(holes, labels, n, nside)[1].max()) / pix if n else 1.0
+    size = 16
+    while size < 128 and 3 * size / 8 < 1.5 * r_px and (2 * size) * pix <= math.radians(MAX_PATCH_DEG):
+        size *= 2
+    return size
+
+
 def _per_field_fill(method: str, tqu_map, mask, *, sky: Sky, seed):
     """A scalar classical fill of T, Q and U separately through gnomonic patches."""
     import healpy as hp
@@ -106,8 +125,7 @@ def _per_field_fill(method: str, tqu_map, mask, *, sky: Sky, seed):
     from ..healpix_inpaint import inpaint_healpix
 
     nside = hp.npix2nside(tqu_map.shape[1])
-    pix = hp.nside2resol(nside, arcmin=True)
-    size = int(max(16, min(128, 2 ** int(math.log2(MAX_PATCH_DEG * 60 / pix)))))
+    size = per_field_patch_px(mask)
     fill = get_baseline(method, "--methods")
 
     def scalar(maps, masks):
@@ -227,5 +245,5 @@ def simulate_fullsky_tqu(nside: int, *, sky: Sky, n_holes: int, seed: int):
     return np.asarray(truth, dtype=np.float64), catalogue_mask(cat, int(nside)).astype(np.float64)
 
 
-__all__ = ["SPHERE_TQU_METHODS", "fullsky_sky", "check_fullsky_tqu", "leakage_bins", "fill_fullsky_tqu",
+__all__ = ["SPHERE_TQU_METHODS", "per_field_patch_px", "fullsky_sky", "check_fullsky_tqu", "leakage_bins", "fill_fullsky_tqu",
            "fullsky_tqu_evaluation", "simulate_fullsky_tqu", "LMIN"]

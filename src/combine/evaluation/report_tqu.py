@@ -112,7 +112,7 @@ def write_tqu_figures(directory, ev: TQUEvaluation, fullsky=None) -> dict[str, l
         fname = f"fullsky_bb_leakage_{fs.get('sky_label') or i}.png"
         plots_pol.plot_fullsky_bb_leakage(directory / fname, fs["ell"], fs["binned"], f_sky=fs["f_sky"],
                                           nside=fs["nside"], methods=fs["methods"],
-                                          title=f"Full-sky E→B leakage by method ({fs.get('sky_label') or 'map'})")
+                                          title=f"Full-sky E→B leakage by method: {fs.get('sky_label') or 'map'}")
         figs["fullsky"].append(fname)
     return figs
 
@@ -143,7 +143,8 @@ def tqu_report_markdown(ev: TQUEvaluation, figs: dict, *, command: str, title: s
         label = fs.get("sky_label") or "map"
         out += [f"## Full sky ({label}): anafast EE and BB of the filled maps", "",
                 f"Nside {fs['nside']}, f_sky = {fs['f_sky']:.4f}; band means over {fs['band'][0]} ≤ ℓ ≤ "
-                f"{fs['band'][1]}; zero_fsky is the cut sky (zeros in the holes) divided by f_sky.", "",
+                f"{fs['band'][1]}; zero_fsky is the cut sky (zeros in the holes) divided by f_sky; wiener and gcr "
+                "are the local joint T, Q, U fills on the sphere, the classical fills run per field.", "",
                 fullsky_table(fs), ""]
     for key, heading in (("panels", "Example patches (Stokes Q): truth / masked / fills / errors"),
                          ("eb", "Flat-sky BB leakage by method"), ("fullsky", "Full-sky BB leakage by method")):
