@@ -64,7 +64,7 @@ def test_tqu_report_and_records(report):
     lensed = next(r for r in fs if r["sky_label"].startswith("lensed"))
     assert lensed["value"] < pure["value"] / 10  # lensing B is real power, not leakage
     figs = [line[line.index("(") + 1:-1] for line in text.splitlines() if line.startswith("![")]
-    assert {"bb_leakage_points.png", "panels_points_Q.png", "fullsky_bb_leakage_pure-e Nside 32.png"} <= set(figs)
+    assert {"bb_leakage_points.png", "panels_points_Q.png", "fullsky_bb_leakage_pure-e_Nside_32.png"} <= set(figs)
     assert all((report / f).stat().st_size > 1000 for f in figs)
 
 
@@ -133,10 +133,35 @@ def test_bad_tqu_input_exit_2(tmp_path, datasets, tiny_model_dir, untrained_mode
         (["--model", "none", "--data", tqu, "--methods", "zero,diffusive", "--fullsky-simulate", "30"],
          "power of 2"),
         (["--model", "none", "--data", tqu, "--methods", "diffusive", "--fullsky-map", str(one_column),
-          "--fullsky-mask", str(mask)], "needs a T, Q, U map (3 columns)"),
+          "--fullsky-mask", str(mask)], "needs T, Q and U columns"),
     ]
     for args, message in cases:
         status, err = _err(args + ["--out", out], capsys)
         assert status == 2, (args, err)
         assert len(err) == 1 and message in err[0], (args, err)
         assert not (tmp_path / "r").exists()
+
+
+def test_bad_tqu_dataset_exit_2(tmp_path, datasets, capsys):
+    """A dataset with two fields, or NaN in a Q pixel of a T, Q, U dataset: exit 2, one line."""
+    import shutil
+
+    import h5py
+
+    two = tmp_path / "two"
+    nan = tmp_path / "nan"
+    for d in (two, nan):
+        shutil.copytree(datasets / "TQU", d)
+    with h5py.File(two / "test.h5", "r+") as h:
+        maps = h["maps"][:, :2]
+        attrs = dict(h["maps"].attrs)
+        del h["maps"]
+        h.create_dataset("maps", data=maps)
+        h["maps"].attrs.update(attrs)
+    with h5py.File(nan / "test.h5", "r+") as h:
+        h["maps"][0, 1, 3, 5] = np.nan
+    for data, message in ((two, "2 channels"), (nan, "NaN")):
+        status, err = _err(["--model", "none", "--data", str(data), "--methods", "zero", "--masks", "circle-r4",
+                            "--out", str(tmp_path / "r")], capsys)
+        assert status == 2 and len(err) == 1 and message in err[0], err
+

@@ -55,6 +55,8 @@ METHOD_LABELS = {
     "oracle": "truth (oracle)",
     "zero_fsky": "zero-filled / f_sky",
     "wiener-sphere": "Wiener (sphere, local T, Q, U)",
+    "wiener-local": "Wiener (local T, Q, U window)",
+    "gcr-local": "constrained realisation (local window)",
     "gcr-sphere": "constrained realisation (sphere)",
     "filled": "filled map",
 }
@@ -75,6 +77,8 @@ METHOD_COLOURS = {
     "oracle": "#393b79",
     "zero_fsky": "#7f7f7f",
     "wiener-sphere": "#1f77b4",
+    "wiener-local": "#1f77b4",
+    "gcr-local": "#2ca02c",
     "gcr-sphere": "#2ca02c",
 }
 

@@ -369,6 +369,9 @@ def data_fields(spec: str, fields) -> str:
     from ..data import read_header
 
     shape = read_header(path)[0]
+    if len(shape) == 4 and shape[1] not in (1, 3):
+        raise InputError(f"{path}: evaluation handles temperature (C = 1) or T, Q, U (C = 3) maps, got "
+                         f"{shape[1]} channels")
     return "TQU" if len(shape) == 4 and shape[1] == 3 else "T"
 
 
@@ -383,22 +386,22 @@ def _parse_band(text):
 
 
 def _read_fullsky_tqu(map_path, mask_path):
-    """(T, Q, U truth (3, Npix) μK RING, binary mask) from --fullsky-map (its first three columns,
-    e.g. I/Q/U_STOKES, converted to μK by TUNIT) and --fullsky-mask.
-
-    TODO: switch to image_io's T, Q, U reader once one is on main (H2)."""
+    """(T, Q, U truth (3, Npix) μK RING in healpy's convention, binary mask) from --fullsky-map and
+    --fullsky-mask: the columns, TUNIT and POLCCONV rules of :mod:`combine.tqu_fits` (as
+    ``combine inpaint --fields TQU``); a map without units is taken to be in μK unless it looks
+    like kelvin."""
     import healpy as hp
 
     from ..evaluation.fullsky_tqu import check_fullsky_tqu
-    from ..image_io import read_healpix_table, unit_to_uk
+    from ..image_io import looks_like_kelvin
+    from ..tqu_fits import read_tqu_table
 
-    table = read_healpix_table(map_path)
-    if len(table.arrays) < 3:
-        raise InputError(f"{map_path}: --fields TQU needs a T, Q, U map (3 columns), the file has "
-                         f"{len(table.arrays)} column(s) ({', '.join(table.names)})")
-    factors = [unit_to_uk(u, f"{map_path}: TUNIT") if u else 1.0 for u in table.units[:3]]
-    tqu = np.stack([np.asarray(a, dtype=np.float64) * f for a, f in zip(table.arrays[:3], factors)])
-    if table.nest:
+    table = read_tqu_table(map_path)
+    factors = [1.0 if f is None else f for f in table.factors_to_uk]
+    tqu = np.asarray(table.to_uk(factors), dtype=np.float64)
+    if all(f is None for f in table.factors_to_uk) and looks_like_kelvin(tqu[0][np.isfinite(tqu[0])]):
+        raise InputError(f"{map_path}: map has no unit and its T looks like kelvin; give its columns a TUNIT")
+    if table.table.nest:
         tqu = np.stack([hp.reorder(c, n2r=True) for c in tqu])
     hmask = _read_healpix(mask_path)
     if hmask.size != tqu.shape[1]:
@@ -515,8 +518,13 @@ def run_tqu(args, has_model: bool):
         # the full skies start from the data's sky with its B modes (--pure-e applies to the patches)
         base = simulation_sky(args.noise, args.ns) if str(args.data).startswith("simulate:") else sky
         fullsky = _fullsky_tqu_runs(args, base, sphere_methods, band, labels, fullsky_input)
+    notes = []
+    if want_fullsky:
+        left_out = [m for m in methods if m not in sphere_methods and m != "zero"]
+        notes.append(f"full sky: {', '.join(sphere_methods)}"
+                     + (f" ({', '.join(left_out)}: no full-sky T, Q, U fill here)" if left_out else ""))
     command = _command_line(args, methods, mask_specs, len(maps))
-    write_tqu_report(args.out, ev, command=command, fullsky=fullsky,
+    write_tqu_report(args.out, ev, command=command, fullsky=fullsky, notes=notes,
                      title=f"CoMBInE T, Q, U evaluation: model {args.model}, {data_desc}")
     print(tqu_rmse_table(ev.records, list(ev.methods), list(ev.mask_specs)))
     from ..progress import summary

@@ -39,7 +39,9 @@ Modules: :mod:`~combine.evaluation.specs` (mask specifications, method names),
 :mod:`~combine.evaluation.loop` (the loop over methods and masks, one Sky for all),
 :mod:`~combine.evaluation.epochs` (checkpoints of a training run),
 :mod:`~combine.evaluation.fullsky` (HEALPix spectra), :mod:`~combine.evaluation.report`
-(markdown, figures, results.json).
+(markdown, figures, results.json). T, Q, U data: :mod:`~combine.evaluation.tqu` (per-field hole
+RMSE, flat-sky E/B of patches), :mod:`~combine.evaluation.fullsky_tqu` (anafast EE/BB of maps
+filled on the sphere against the truth and the cut sky), :mod:`~combine.evaluation.report_tqu`.
 """
 
 from .cell import MAX_HOLE_SAMPLES, POWER_BAND_ELL, cell_metrics  # noqa: F401

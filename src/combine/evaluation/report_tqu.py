@@ -102,14 +102,19 @@ def write_tqu_figures(directory, ev: TQUEvaluation, fullsky=None) -> dict[str, l
         plots.plot_panels(directory / fname, ex["target"][1], ex["mask"], {m: v[1] for m, v in ex["filled"].items()},
                           title=f"mask {mk}, Stokes Q: one example patch", **kw)
         figs["panels"].append(fname)
+    def key(m):
+        # legend names say what ran: on patches above 64² "wiener" / "gcr" are the local TQU filter
+        return f"{m}-local" if m in ("wiener", "gcr") and ev.variants.get(m, "").startswith("local") else m
+
     for mk, s in ev.spectra.items():
         if "ell" in s:
             fname = f"bb_leakage_{mk}.png"
-            plots_pol.plot_flat_bb_leakage(directory / fname, s["ell"], s["bb_truth"], s["ee_truth"], s["methods"],
-                                           mask_spec=mk, **kw)
+            plots_pol.plot_flat_bb_leakage(directory / fname, s["ell"], s["bb_truth"], s["ee_truth"],
+                                           {key(m): v for m, v in s["methods"].items()}, mask_spec=mk, **kw)
             figs["eb"].append(fname)
     for i, fs in enumerate(fullsky or []):
-        fname = f"fullsky_bb_leakage_{fs.get('sky_label') or i}.png"
+        label = str(fs.get("sky_label") or i)
+        fname = "fullsky_bb_leakage_" + "".join(c if c.isalnum() or c in "-." else "_" for c in label) + ".png"
         plots_pol.plot_fullsky_bb_leakage(directory / fname, fs["ell"], fs["binned"], f_sky=fs["f_sky"],
                                           nside=fs["nside"], methods=fs["methods"],
                                           title=f"Full-sky E→B leakage by method: {fs.get('sky_label') or 'map'}")
