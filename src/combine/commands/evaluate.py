@@ -434,7 +434,7 @@ def _check_fullsky_tqu_args(args, methods):
     return sphere_methods, band, tuple(dict.fromkeys(labels))
 
 
-def _fullsky_tqu_runs(args, sky, sphere_methods, band, labels, fullsky_input=None):
+def _fullsky_tqu_runs(args, sky, sphere_methods, band, labels, fullsky_input=None, model=None):
     """The full-sky T, Q, U evaluations asked for (a list of fullsky_tqu_evaluation results)."""
     import healpy as hp
 
@@ -448,7 +448,7 @@ def _fullsky_tqu_runs(args, sky, sphere_methods, band, labels, fullsky_input=Non
         base = sky if args.fullsky_noise is None else sky.replace(noise_uk_arcmin=args.fullsky_noise)
         fsky = fs.fullsky_sky(base, nside, beam_fwhm_arcmin=args.fullsky_beam)
         runs.append(fs.fullsky_tqu_evaluation(truth, hmask, sky=fsky, methods=sphere_methods, seed=args.seed,
-                                              band_ell=band, sky_label=Path(args.fullsky_map).name))
+                                              band_ell=band, sky_label=Path(args.fullsky_map).name, model=model))
     if args.fullsky_simulate is not None:
         nside = int(args.fullsky_simulate)
         base = sky.replace(noise_uk_arcmin=0.0 if args.fullsky_noise is None else args.fullsky_noise,
@@ -468,7 +468,7 @@ def _fullsky_tqu_runs(args, sky, sphere_methods, band, labels, fullsky_input=Non
             if hmask_given is not None:
                 truth, hmask = fs.check_fullsky_tqu(truth, hmask_given, mask_source=str(args.fullsky_mask))
             runs.append(fs.fullsky_tqu_evaluation(truth, hmask, sky=sky_l, methods=sphere_methods, seed=args.seed,
-                                                  band_ell=band, sky_label=f"{label} Nside {nside}"))
+                                                  band_ell=band, sky_label=f"{label} Nside {nside}", model=model))
     return runs
 
 
@@ -517,7 +517,7 @@ def run_tqu(args, has_model: bool):
     if want_fullsky:
         # the full skies start from the data's sky with its B modes (--pure-e applies to the patches)
         base = simulation_sky(args.noise, args.ns) if str(args.data).startswith("simulate:") else sky
-        fullsky = _fullsky_tqu_runs(args, base, sphere_methods, band, labels, fullsky_input)
+        fullsky = _fullsky_tqu_runs(args, base, sphere_methods, band, labels, fullsky_input, model=model)
     notes = []
     if want_fullsky:
         left_out = [m for m in methods if m not in sphere_methods and m != "zero"]

@@ -15,7 +15,9 @@ filter and constrained realisation on the sphere
 the great circle of each pixel pair); the scalar classical fills (``diffusive``, ``biharmonic``,
 ``telea``, ``navier-stokes``, ``mean``) run on T, Q and U separately through gnomonic patches
 (:func:`combine.healpix_inpaint.inpaint_healpix`, as ``combine inpaint --method diffusive`` on a
-FITS map does), the baseline of what leaks.
+FITS map does), the baseline of what leaks; ``nn`` a 3-channel network through gnomonic T, Q, U
+patches (:func:`combine.healpix_inpaint_tqu.inpaint_healpix_tqu`, correcting the sphere Wiener
+fill when it takes a first guess), as ``combine inpaint --fields TQU --model`` fills a map.
 
 Records (per method; ℓ bins :func:`leakage_bins` from ``lmin`` to :math:`3 N_{side} - 1`): binned
 means ``fullsky_cl_ee`` / ``fullsky_cl_bb`` (μK²) and their ratios to the truth's
@@ -41,7 +43,7 @@ import numpy as np
 from ..errors import InputError
 from ..sky.model import Sky
 
-SPHERE_TQU_METHODS = ("wiener", "gcr", "diffusive", "biharmonic", "telea", "navier-stokes", "mean")
+SPHERE_TQU_METHODS = ("nn", "wiener", "gcr", "diffusive", "biharmonic", "telea", "navier-stokes", "mean")
 #: Lowest multipole of the leakage figures and bins.
 LMIN = 30
 #: Number of logarithmic ℓ bins between LMIN and 3 Nside.
@@ -135,8 +137,28 @@ def _per_field_fill(method: str, tqu_map, mask, *, sky: Sky, seed):
                                                 cluster_radius_px=0), dtype=np.float64) for f in range(3)])
 
 
-def fill_fullsky_tqu(method: str, tqu_map, mask, *, sky: Sky, seed=None) -> np.ndarray:
-    """The (3, Npix) map with its holes filled by ``method`` (module docstring)."""
+def _network_fill(model, tqu_map, mask, *, sky: Sky) -> np.ndarray:
+    """A 3-channel network through gnomonic T, Q, U patches
+    (:func:`combine.healpix_inpaint_tqu.inpaint_healpix_tqu`); a network with a first-guess
+    input corrects the joint sphere Wiener fill, as ``combine inpaint --fields TQU --model`` does."""
+    from ..healpix_inpaint_tqu import inpaint_healpix_tqu
+
+    first = None
+    if getattr(getattr(model, "unet", None), "prefill", "none") != "none":
+        from ..baselines.sphere_wiener_pol import sphere_tqu_fill
+
+        first = np.asarray(sphere_tqu_fill(tqu_map, mask, sky=sky), dtype=np.float64)
+    return np.asarray(inpaint_healpix_tqu(model, tqu_map, mask, first_guess_map=first, progress=False),
+                      dtype=np.float64)
+
+
+def fill_fullsky_tqu(method: str, tqu_map, mask, *, sky: Sky, seed=None, model=None) -> np.ndarray:
+    """The (3, Npix) map with its holes filled by ``method`` (module docstring); ``nn`` needs a
+    3-channel ``model``."""
+    if method == "nn":
+        if model is None:
+            raise InputError("--methods: method 'nn' needs a model (--model NAME|DIR)")
+        return _network_fill(model, tqu_map, mask, sky=sky)
     if method in ("wiener", "gcr"):
         from ..baselines.sphere_wiener_pol import sphere_tqu_fill
 
@@ -147,7 +169,7 @@ def fill_fullsky_tqu(method: str, tqu_map, mask, *, sky: Sky, seed=None) -> np.n
 
 
 def fullsky_tqu_evaluation(truth, mask, *, sky: Sky, methods=("wiener",), seed: int = 0, band_ell=None,
-                           lmin: int = LMIN, fills: dict | None = None, sky_label: str = "") -> dict:
+                           lmin: int = LMIN, fills: dict | None = None, sky_label: str = "", model=None) -> dict:
     """Fill ``truth`` (3, Npix) where ``mask`` is 0 with each method and compare EE, BB (module docstring).
 
     Returns ``{"records", "edges", "ell", "cl": {name: {"ee", "bb"} unbinned}, "binned": {name:
@@ -173,7 +195,7 @@ def fullsky_tqu_evaluation(truth, mask, *, sky: Sky, methods=("wiener",), seed: 
         if method in fills:
             filled = fills[method](masked, mask, sky=sky, seed=seed)
         else:
-            filled = fill_fullsky_tqu(method, masked, mask, sky=sky, seed=seed)
+            filled = fill_fullsky_tqu(method, masked, mask, sky=sky, seed=seed, model=model)
         seconds[method] = time.perf_counter() - t0
         filled = np.where(mask > 0, truth, np.asarray(filled, dtype=np.float64))
         if not np.all(np.isfinite(filled)):
