@@ -165,3 +165,19 @@ def test_bad_tqu_dataset_exit_2(tmp_path, datasets, capsys):
                             "--out", str(tmp_path / "r")], capsys)
         assert status == 2 and len(err) == 1 and message in err[0], err
 
+
+
+def test_default_tqu_masks_leave_out_random_shapes():
+    """Regression: the T default masks include 'random', whose large holes made the joint local TQU
+    window solve of 128² patches take > 8 GB; T, Q, U evaluation defaults to circles and points."""
+    from types import SimpleNamespace
+
+    from combine.commands.evaluate import resolve_tqu_methods_and_masks
+    from combine.evaluation.tqu import TQU_DEFAULT_MASK_SPECS
+
+    args = SimpleNamespace(methods=None, masks=None, radius_sweep=False)
+    methods, masks = resolve_tqu_methods_and_masks(args, has_model=False)
+    assert masks == TQU_DEFAULT_MASK_SPECS and "random" not in masks
+    assert "nn" not in methods and "gmrf" not in methods and {"wiener", "zero", "diffusive"} <= set(methods)
+    args.masks = "random"
+    assert resolve_tqu_methods_and_masks(args, has_model=True)[1] == ("random",)

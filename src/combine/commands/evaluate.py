@@ -44,7 +44,8 @@ def register(subparsers, common):
     p.add_argument("--methods", default=None, metavar="LIST",
                    help=f"comma-separated subset of {','.join(ALL_METHODS)} (default: all; nn only with a model)")
     p.add_argument("--masks", default=None, metavar="LIST",
-                   help=f"comma-separated mask specs circle-rN, random, points (default {','.join(DEFAULT_MASK_SPECS)})")
+                   help=f"comma-separated mask specs circle-rN, random, points (default {','.join(DEFAULT_MASK_SPECS)}; "
+                        "T, Q, U: circle-r4,circle-r8,circle-r16,points)")
     p.add_argument("--radius-sweep", action="store_true",
                    help="centred circles of radius " + ",".join(map(str, RADIUS_SWEEP_PX))
                         + " px (the original CoMBInE's sweep) instead of the default masks")
@@ -63,7 +64,8 @@ def register(subparsers, common):
                    help="training run: also evaluate every checkpoint (metrics against epoch)")
     p.add_argument("--epoch-patches", type=int, default=8, metavar="N",
                    help="patches per checkpoint for --run (default 8)")
-    p.add_argument("--fullsky-map", default=None, metavar="FITS", help="full-sky HEALPix truth map (μK)")
+    p.add_argument("--fullsky-map", default=None, metavar="FITS", help="full-sky HEALPix truth map (μK); for T, Q, U data its I/Q/U_STOKES (or T, Q, U) "
+                        "columns, TUNIT and POLCCONV read as by combine inpaint --fields TQU")
     p.add_argument("--fullsky-mask", default=None, metavar="FITS", help="full-sky HEALPix mask (1 valid, 0 hole)")
     p.add_argument("--batch-size", type=int, default=16, help="model batch size (default 16)")
     p.add_argument("--fields", choices=("T", "TQU"), default=None,
@@ -472,16 +474,12 @@ def _fullsky_tqu_runs(args, sky, sphere_methods, band, labels, fullsky_input=Non
     return runs
 
 
-def run_tqu(args, has_model: bool):
-    """The T, Q, U branch of :func:`run` (module docstring)."""
-    from ..evaluation import DEFAULT_MASK_SPECS, RADIUS_SWEEP_PX
-    from ..evaluation.report_tqu import tqu_rmse_table, write_tqu_report
-    from ..evaluation.tqu import TQU_METHODS, check_tqu_model, parse_tqu_methods, run_tqu_evaluation
+def resolve_tqu_methods_and_masks(args, has_model: bool):
+    """(methods, mask specs) of a T, Q, U evaluation: every TQU method (nn with a model) and
+    :data:`combine.evaluation.tqu.TQU_DEFAULT_MASK_SPECS` unless given."""
+    from ..evaluation import RADIUS_SWEEP_PX
+    from ..evaluation.tqu import TQU_DEFAULT_MASK_SPECS, TQU_METHODS, parse_tqu_methods
 
-    if args.run_dir is not None:
-        raise InputError("--run: per-checkpoint analysis is for temperature models only")
-    if args.fullsky_holes < 1:
-        raise InputError(f"--fullsky-holes: must be at least 1, got {args.fullsky_holes}")
     if args.methods is None:
         methods = tuple(m for m in TQU_METHODS if has_model or m != "nn")
     else:
@@ -495,7 +493,20 @@ def run_tqu(args, has_model: bool):
         if not mask_specs:
             raise InputError("--masks: no mask specification given")
     else:
-        mask_specs = tuple(DEFAULT_MASK_SPECS)
+        mask_specs = TQU_DEFAULT_MASK_SPECS
+    return methods, mask_specs
+
+
+def run_tqu(args, has_model: bool):
+    """The T, Q, U branch of :func:`run` (module docstring)."""
+    from ..evaluation.report_tqu import tqu_rmse_table, write_tqu_report
+    from ..evaluation.tqu import check_tqu_model, run_tqu_evaluation
+
+    if args.run_dir is not None:
+        raise InputError("--run: per-checkpoint analysis is for temperature models only")
+    if args.fullsky_holes < 1:
+        raise InputError(f"--fullsky-holes: must be at least 1, got {args.fullsky_holes}")
+    methods, mask_specs = resolve_tqu_methods_and_masks(args, has_model)
     want_fullsky = args.fullsky_map is not None or args.fullsky_simulate is not None
     if want_fullsky:
         sphere_methods, band, labels = _check_fullsky_tqu_args(args, methods)
