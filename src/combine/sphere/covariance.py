@@ -96,7 +96,8 @@ class CorrelationTable:
             if self.error_rel < TABLE_TOLERANCE or points >= TABLE_MAX_POINTS:
                 break
             # the error falls as step^4: go straight to the power of two that should reach the tolerance
-            points = min(TABLE_MAX_POINTS, points << max(1, math.ceil(math.log2((self.error_rel / TABLE_TOLERANCE) ** 0.25))))
+            factor = math.ceil(math.log2((self.error_rel / TABLE_TOLERANCE) ** 0.25))
+            points = min(TABLE_MAX_POINTS, points << max(1, factor))
         self.points = points
         self._two = torch.tensor(2.0, dtype=torch.float64)
 

@@ -114,6 +114,8 @@ class HoleGroups:
     context_pixels: np.ndarray
     context_start: np.ndarray
     n_holes: int
+    #: Number of holes in each group (None for a HoleGroups built by hand).
+    group_hole_counts: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.hole_start) - 1
@@ -178,7 +180,7 @@ def hole_groups(valid, nside: int, *, nest: bool = False, margin_rad: float,
     hole_pixels = np.flatnonzero(~valid)
     empty = np.zeros(1, dtype=np.int64)
     if hole_pixels.size == 0:
-        return HoleGroups(nside, nest, margin_rad, hole_pixels, empty, hole_pixels, empty, 0)
+        return HoleGroups(nside, nest, margin_rad, hole_pixels, empty, hole_pixels, empty, 0, np.zeros(0, np.int64))
     n_holes, labels = find_holes(hole_pixels, nside, nest=nest)
     centres, radii, counts = hole_geometry(hole_pixels, labels, n_holes, nside, nest=nest)
     n_groups, group_of_hole = link_holes(centres, radii, margin_rad)
@@ -212,7 +214,8 @@ def hole_groups(valid, nside: int, *, nest: bool = False, margin_rad: float,
     return HoleGroups(nside=int(nside), nest=bool(nest), margin_rad=float(margin_rad), hole_pixels=hole_pixels,
                       hole_start=np.asarray(hole_start, dtype=np.int64),
                       context_pixels=np.concatenate(contexts).astype(np.int64),
-                      context_start=np.asarray(context_start, dtype=np.int64), n_holes=int(n_holes))
+                      context_start=np.asarray(context_start, dtype=np.int64), n_holes=int(n_holes),
+                      group_hole_counts=np.bincount(group_of_hole, minlength=n_groups).astype(np.int64))
 
 
 __all__ = ["find_holes", "hole_geometry", "link_holes", "hole_groups", "HoleGroups", "NEIGHBOUR_CHUNK"]

@@ -44,6 +44,7 @@ import torch
 
 from ..errors import InputError
 from .covariance import CorrelationTable, noise_variance_uk2
+from .covariance_tqu import tqu_table
 from .holes import HoleGroups, hole_groups
 
 #: Default context margin, in map pixels (``healpy.nside2resol``); measured, module docstring.
@@ -54,6 +55,9 @@ RIDGE_REL = 1e-8
 
 #: Largest group (hole + context pixels): its dense covariance is 8 n² bytes (8000: 512 MB).
 MAX_GROUP_PIXELS = 8000
+
+#: The same for T, Q, U (3 unknowns per pixel: 3000 pixels give 9000², 650 MB, plus its factor).
+MAX_GROUP_PIXELS_TQU = 3000
 
 #: Bytes of one batch's largest matrix stack (per worker): below glibc's 32 MB dynamic mmap threshold, so
 #: freed stacks are reused instead of mapped afresh (48 MB: 5x the page faults, +25 % CPU, measured).
@@ -75,7 +79,7 @@ class SphereFill:
         hmap = np.asarray(hmap)
         dtype = hmap.dtype if np.issubdtype(hmap.dtype, np.floating) else np.dtype(np.float32)
         out = np.array(hmap, dtype=dtype, copy=True)
-        out[self.groups.hole_pixels] = self.mean_uk if values is None else values
+        out[..., self.groups.hole_pixels] = self.mean_uk if values is None else values
         return out
 
 
@@ -95,14 +99,15 @@ def _torch_threads(n: int):
         torch.set_num_threads(old)
 
 
-def _lower(out: torch.Tensor, v: torch.Tensor, xi, blocks: int = 4) -> None:
-    """Fill the lower triangle (by row blocks: 5/8 of the entries for 4 blocks) of ``out[:n, :n]``
-    with :math:`\\xi(v_i, v_j)`: the Cholesky factorisations read only the lower triangle."""
-    n = v.shape[0]
+def _lower(out: torch.Tensor, v: torch.Tensor, xi, fields: int = 1, blocks: int = 4) -> None:
+    """Fill the lower triangle (by row blocks of pixels: 5/8 of the entries for 4 blocks) of the
+    ``fields``·n square at the top left of ``out`` with the covariance of the pixels ``v`` (n, 3),
+    pixel-major: the Cholesky factorisations read only the lower triangle."""
+    n, f = v.shape[0], fields
     edges = [round(n * k / blocks) for k in range(blocks + 1)]
     for r0, r1 in zip(edges[:-1], edges[1:]):
         if r1 > r0:
-            xi(v[r0:r1], v[:r1], out=out[r0:r1, :r1])
+            xi(v[r0:r1], v[:r1], out=out[f * r0:f * r1, : f * r1])
 
 
 def _cholesky(a: torch.Tensor, scale: float) -> torch.Tensor:
@@ -121,27 +126,34 @@ def _cholesky(a: torch.Tensor, scale: float) -> torch.Tensor:
 
 
 class _Problem:
-    """Everything a batch needs that is shared: the map, the table, the noise, the options."""
+    """Everything a batch needs that is shared: the map (fields, Npix), the table, the noise
+    (per field: a float or a map), the options. ``fields`` = 1 (T) or 3 (T, Q, U, pixel-major)."""
 
     def __init__(self, hmap, groups, table, noise, realisations, seed):
         self.hmap, self.groups, self.table, self.noise = hmap, groups, table, noise
+        self.fields = int(getattr(table, "fields", 1))
         self.realisations, self.seed = int(realisations), seed
-        self.ridge = RIDGE_REL * table.xi0_uk2
+        scales = table.field_scales_uk2() if self.fields > 1 else np.array([table.xi0_uk2])
+        self.ridge = RIDGE_REL * np.asarray(scales, dtype=np.float64)
 
-    def _noise(self, pix):
-        if np.ndim(self.noise) == 0:
-            return np.full(pix.size, float(self.noise))
-        return np.asarray(self.noise[pix], dtype=np.float64)
+    def _diag(self, pix):
+        """Noise variance plus ridge of ``pix``, pixel-major (len(pix)·fields,)."""
+        cols = []
+        for f in range(self.fields):
+            var = self.noise[f]
+            v = np.full(pix.size, float(var)) if np.ndim(var) == 0 else np.asarray(var[pix], dtype=np.float64)
+            cols.append(v + self.ridge[f])
+        return torch.from_numpy(np.stack(cols, axis=1).reshape(-1))
 
     def solve(self, batch: list[int]):
         """Mean and draws for the groups ``batch`` (all of the same padded sizes)."""
         import healpy as hp
 
-        g = self.groups
+        g, F = self.groups, self.fields
         B = len(batch)
         no = [g.context_start[k + 1] - g.context_start[k] for k in batch]
         nh = [g.hole_start[k + 1] - g.hole_start[k] for k in batch]
-        No, Nh = _padded(max(no)), _padded(max(nh))
+        No, Nh = F * _padded(max(no)), F * _padded(max(nh))
         c_oo = torch.zeros(B, No, No, dtype=torch.float64)
         c_ho = torch.zeros(B, Nh, No, dtype=torch.float64)
         c_hh = torch.zeros(B, Nh, Nh, dtype=torch.float64) if self.realisations > 0 else None
@@ -153,13 +165,13 @@ class _Problem:
             ctx, holes = g.context(k), g.holes(k)
             vo = torch.from_numpy(np.stack(hp.pix2vec(g.nside, ctx, nest=g.nest), axis=1))
             vh = torch.from_numpy(np.stack(hp.pix2vec(g.nside, holes, nest=g.nest), axis=1))
-            _lower(c_oo[b], vo, xi)
-            xi(vh, vo, out=c_ho[b, : holes.size, : ctx.size])
+            _lower(c_oo[b], vo, xi, F)
+            xi(vh, vo, out=c_ho[b, : F * holes.size, : F * ctx.size])
             if c_hh is not None:
-                _lower(c_hh[b], vh, xi)
-            d[b, : ctx.size, 0] = torch.from_numpy(np.asarray(self.hmap[ctx], dtype=np.float64))
-            diag_o[b, : ctx.size] = torch.from_numpy(self._noise(ctx)) + self.ridge
-            diag_h[b, : holes.size] = torch.from_numpy(self._noise(holes)) + self.ridge
+                _lower(c_hh[b], vh, xi, F)
+            d[b, : F * ctx.size, 0] = torch.from_numpy(np.asarray(self.hmap[:, ctx], dtype=np.float64).T.reshape(-1))
+            diag_o[b, : F * ctx.size] = self._diag(ctx)
+            diag_h[b, : F * holes.size] = self._diag(holes)
         c_oo.diagonal(dim1=-2, dim2=-1).add_(diag_o)
         L = _cholesky(c_oo, self.table.xi0_uk2)
         del c_oo
@@ -178,17 +190,17 @@ class _Problem:
             for b, k in enumerate(batch):
                 for r in range(self.realisations):
                     rng = np.random.default_rng([int(self.seed), r, int(k)])
-                    z[b, : nh[b], r] = torch.from_numpy(rng.standard_normal(nh[b]))
+                    z[b, : F * nh[b], r] = torch.from_numpy(rng.standard_normal(F * nh[b]))
             draws = mean[..., None] + Lc @ z  # (B, Nh, R)
         out = []
         for b in range(B):
-            m = mean[b, : nh[b]].numpy()
-            dr = None if draws is None else draws[b, : nh[b]].T.numpy()
+            m = mean[b, : F * nh[b]].numpy().reshape(nh[b], F).T  # (F, nh)
+            dr = None if draws is None else draws[b, : F * nh[b]].T.numpy().reshape(-1, nh[b], F).transpose(0, 2, 1)
             out.append((m, dr))
         return out
 
 
-def _batches(groups: HoleGroups) -> list[list[int]]:
+def _batches(groups: HoleGroups, fields: int = 1) -> list[list[int]]:
     """Groups batched by equal padded (context, hole) sizes, at most BATCH_BYTES per matrix stack."""
     no, nh = groups.context_sizes, groups.hole_sizes
     keys = {}
@@ -196,35 +208,69 @@ def _batches(groups: HoleGroups) -> list[list[int]]:
         keys.setdefault((_padded(int(no[k])), _padded(int(nh[k]))), []).append(k)
     batches = []
     for (po, ph), members in sorted(keys.items()):
-        per = max(1, BATCH_BYTES // (8 * max(po, ph) ** 2))
+        per = max(1, BATCH_BYTES // (8 * (fields * max(po, ph)) ** 2))
         batches.extend(members[i:i + per] for i in range(0, len(members), per))
     return batches
 
 
+def _noise_per_field(sky, nside: int, fields: int, noise_var_map):
+    """Noise variance of each field (a float or a map, μK²): T from :func:`noise_variance_uk2`;
+    Q, U from a (3, Npix) ``noise_var_map``, else white at ``sky.noise_qu_uk_arcmin`` — or twice
+    the T variance map when the T noise is a map (the DESIGN's √2 for Q/U)."""
+    import healpy as hp
+
+    if fields == 1:
+        if noise_var_map is not None and np.ndim(noise_var_map) == 0:
+            raise InputError("noise_var_map: expected a HEALPix map of variances")
+        return [noise_variance_uk2(sky, nside, noise_var_map)]
+    if noise_var_map is not None:
+        var = np.asarray(noise_var_map)
+        if var.shape != (3, hp.nside2npix(nside)):
+            raise InputError(f"noise map: expected T, Q, U variances of shape (3, {hp.nside2npix(nside)}), "
+                             f"got {var.shape}")
+        return [var[0], var[1], var[2]]
+    t = noise_variance_uk2(sky, nside, None)
+    if np.ndim(t) == 0:
+        p = (sky.noise_qu_uk_arcmin / hp.nside2resol(nside, arcmin=True)) ** 2
+        return [t, p, p]
+    return [t, 2.0 * t, 2.0 * t]
+
+
 def fill_holes(hmap, valid, *, sky, nest: bool = False, margin_px: float = DEFAULT_MARGIN_PX, noise_var_map=None,
                realisations: int = 0, seed: int | None = None, lmax: int | None = None, pixel_window: bool = True,
-               threads: int | None = None, progress: bool = False, max_group_pixels: int = MAX_GROUP_PIXELS,
+               threads: int | None = None, progress=False, max_group_pixels: int | None = None,
                mask_source: str = "mask") -> SphereFill:
     """Conditional mean (and ``realisations`` constrained draws) of every hole (module docstring).
 
     Parameters
     ----------
-    hmap : ndarray (12 Nside²,)
-        Map in μK; masked pixels may hold anything (they are not read).
-    valid : ndarray of bool
-        True where observed, same ordering as ``hmap``.
+    hmap : ndarray (12 Nside²,) or (3, 12 Nside²)
+        Map in μK: temperature, or T, Q, U (healpy's polarisation convention), filled jointly with
+        the spin-2 covariance of :mod:`.covariance_tqu`. Masked pixels may hold anything (not read).
+    valid : ndarray of bool (12 Nside²,)
+        True where observed, same ordering as ``hmap``; one mask for all fields.
     sky : combine.sky.Sky
-        Spectrum, beam and (white) noise; ``sky.noise_var_uk2`` if it is a HEALPix map.
+        Spectra, beam and (white) noise; ``sky.noise_var_uk2`` if it is a HEALPix map.
     margin_px : float
         Context margin in pixels of the map (:data:`DEFAULT_MARGIN_PX`).
     noise_var_map : ndarray, optional
-        Per-pixel noise variance (μK²), overriding the sky's noise.
+        Per-pixel noise variance (μK²), overriding the sky's noise: (Npix,) for T, (3, Npix) for TQU.
     realisations, seed : int
         Number of constrained draws and their seed (required if ``realisations > 0``).
     pixel_window : bool
         Include the HEALPix pixel window in the covariance (default; :mod:`.covariance`).
     threads : int, optional
         Worker threads (default: torch's thread count).
+    progress : bool or callable
+        ``True``: a progress bar over groups; a callable: called with the number of holes done.
+    max_group_pixels : int, optional
+        Largest group (hole + context pixels): :data:`MAX_GROUP_PIXELS` for T,
+        :data:`MAX_GROUP_PIXELS_TQU` for TQU (3 unknowns per pixel).
+
+    Returns
+    -------
+    SphereFill
+        ``mean_uk`` (n,) for T or (3, n) for TQU over ``groups.hole_pixels``; ``draws_uk`` (R, n) or (R, 3, n).
     """
     import healpy as hp
 
@@ -232,6 +278,10 @@ def fill_holes(hmap, valid, *, sky, nest: bool = False, margin_px: float = DEFAU
 
     valid = np.asarray(valid, dtype=bool)
     nside = int(hp.npix2nside(valid.size))
+    hmap = np.asarray(hmap)
+    fields = 1 if hmap.ndim == 1 else int(hmap.shape[0])
+    if hmap.shape[-1] != valid.size or fields not in (1, 3) or hmap.ndim > 2:
+        raise InputError(f"map: expected {valid.size} pixels of T or of T, Q, U, got shape {hmap.shape}")
     if not (math.isfinite(margin_px) and margin_px > 0):
         raise InputError(f"margin_px: must be > 0, got {margin_px!r}")
     realisations = int(realisations)
@@ -239,17 +289,23 @@ def fill_holes(hmap, valid, *, sky, nest: bool = False, margin_px: float = DEFAU
         raise InputError(f"realisations: must be >= 0, got {realisations}")
     if realisations and seed is None:
         raise InputError("seed: a constrained realisation needs a seed")
+    if max_group_pixels is None:
+        max_group_pixels = MAX_GROUP_PIXELS if fields == 1 else MAX_GROUP_PIXELS_TQU
     margin_rad = float(margin_px) * hp.nside2resol(nside)
     groups = hole_groups(valid, nside, nest=nest, margin_rad=margin_rad, max_group_pixels=max_group_pixels,
                          mask_source=mask_source)
     n = groups.hole_pixels.size
-    mean = np.zeros(n)
-    draws = np.zeros((realisations, n))
-    if len(groups) == 0:
+    mean = np.zeros((fields, n))
+    draws = np.zeros((realisations, fields, n))
+
+    def result():
+        if fields == 1:
+            return SphereFill(groups, mean[0], draws[:, 0])
         return SphereFill(groups, mean, draws)
-    if np.ndim(noise_var_map) == 0 and noise_var_map is not None:
-        raise InputError("noise_var_map: expected a HEALPix map of variances")
-    noise = noise_variance_uk2(sky, nside, noise_var_map)
+
+    if len(groups) == 0:
+        return result()
+    noise = _noise_per_field(sky, nside, fields, noise_var_map)
     reach = 0.0  # largest separation inside a group <= twice its pixels' largest chord from their centroid
     for k in range(len(groups)):
         vec = np.stack(hp.pix2vec(nside, np.concatenate([groups.holes(k), groups.context(k)]), nest=nest), 1)
@@ -257,25 +313,34 @@ def fill_holes(hmap, valid, *, sky, nest: bool = False, margin_px: float = DEFAU
         centre /= max(float(np.linalg.norm(centre)), 1e-300)
         reach = max(reach, float(np.max(np.linalg.norm(vec - centre, axis=1))))
     max_theta = min(math.pi, 4.0 * math.asin(min(1.0, reach / 2.0)) + 4.0 * hp.nside2resol(nside))
-    table = CorrelationTable(sky, nside if pixel_window else None, max_theta, lmax=lmax)
-    problem = _Problem(hmap, groups, table, noise, realisations, seed)
-    batches = _batches(groups)
+    if fields == 1:
+        table = CorrelationTable(sky, nside if pixel_window else None, max_theta, lmax=lmax)
+    else:
+        table = tqu_table(sky, nside if pixel_window else None, max_theta, lmax=lmax)
+    problem = _Problem(hmap.reshape(fields, -1), groups, table, noise, realisations, seed)
+    batches = _batches(groups, fields)
     workers = max(1, int(threads) if threads is not None else torch.get_num_threads())
-    bar = progress_bar(total=len(groups), desc="holes", unit="group") if progress else None
+    callback = progress if callable(progress) else None
+    bar = progress_bar(total=len(groups), desc="holes", unit="group") if progress is True else None
+    counts = groups.group_hole_counts
+    done = 0
     try:
         with _torch_threads(1), concurrent.futures.ThreadPoolExecutor(workers) as pool:
-            for batch, result in zip(batches, pool.map(problem.solve, batches)):
-                for k, (m, dr) in zip(batch, result):
+            for batch, res in zip(batches, pool.map(problem.solve, batches)):
+                for k, (m, dr) in zip(batch, res):
                     sl = slice(groups.hole_start[k], groups.hole_start[k + 1])
-                    mean[sl] = m
+                    mean[:, sl] = m
                     if dr is not None:
-                        draws[:, sl] = dr
+                        draws[:, :, sl] = dr
                 if bar is not None:
                     bar.update(len(batch))
+                if callback is not None:
+                    done += int(counts[batch].sum()) if counts is not None else len(batch)
+                    callback(done)
     finally:
         if bar is not None:
             bar.close()
-    return SphereFill(groups, mean, draws)
+    return result()
 
 
 def wiener_fill_sphere(hmap, mask, *, sky, nest: bool = False, **options) -> np.ndarray:
@@ -295,4 +360,5 @@ def gcr_fill_sphere(hmap, mask, *, sky, seed: int, nest: bool = False, **options
     return result.apply(hmap, result.draws_uk[0])
 
 
-__all__ = ["fill_holes", "wiener_fill_sphere", "gcr_fill_sphere", "SphereFill", "DEFAULT_MARGIN_PX"]
+__all__ = ["fill_holes", "wiener_fill_sphere", "gcr_fill_sphere", "SphereFill", "DEFAULT_MARGIN_PX", "MAX_GROUP_PIXELS",
+           "MAX_GROUP_PIXELS_TQU"]
