@@ -154,9 +154,11 @@ class _Problem:
         no = [g.context_start[k + 1] - g.context_start[k] for k in batch]
         nh = [g.hole_start[k + 1] - g.hole_start[k] for k in batch]
         No, Nh = F * _padded(max(no)), F * _padded(max(nh))
-        c_oo = torch.zeros(B, No, No, dtype=torch.float64)
-        c_ho = torch.zeros(B, Nh, No, dtype=torch.float64)
-        c_hh = torch.zeros(B, Nh, Nh, dtype=torch.float64) if self.realisations > 0 else None
+        # not zeroed (3 ms a batch): the Cholesky factorisations read only the lower triangles, which
+        # _lower fills; the padding rows and columns are zeroed below
+        c_oo = torch.empty(B, No, No, dtype=torch.float64)
+        c_ho = torch.empty(B, Nh, No, dtype=torch.float64)
+        c_hh = torch.empty(B, Nh, Nh, dtype=torch.float64) if self.realisations > 0 else None
         d = torch.zeros(B, No, 1, dtype=torch.float64)
         diag_o = torch.ones(B, No, dtype=torch.float64)  # padding: unit diagonal, no correlation
         diag_h = torch.ones(B, Nh, dtype=torch.float64)
@@ -166,9 +168,13 @@ class _Problem:
             vo = torch.from_numpy(np.stack(hp.pix2vec(g.nside, ctx, nest=g.nest), axis=1))
             vh = torch.from_numpy(np.stack(hp.pix2vec(g.nside, holes, nest=g.nest), axis=1))
             _lower(c_oo[b], vo, xi, F)
+            c_oo[b, F * ctx.size:].zero_()
             xi(vh, vo, out=c_ho[b, : F * holes.size, : F * ctx.size])
+            c_ho[b, F * holes.size:].zero_()
+            c_ho[b, : F * holes.size, F * ctx.size:].zero_()
             if c_hh is not None:
                 _lower(c_hh[b], vh, xi, F)
+                c_hh[b, F * holes.size:].zero_()
             d[b, : F * ctx.size, 0] = torch.from_numpy(np.asarray(self.hmap[:, ctx], dtype=np.float64).T.reshape(-1))
             diag_o[b, : F * ctx.size] = self._diag(ctx)
             diag_h[b, : F * holes.size] = self._diag(holes)
