@@ -146,7 +146,7 @@ def step_speed(args, workdir, record):
         out[method]["command"] = "combine inpaint --method {} --input map.fits --mask mask.fits --output out.fits --seed 1".format(method)
         print(method, out[method], flush=True)
     out["load_average_after"] = os.getloadavg()
-    record["speed"] = out
+    record[args.speed_key] = out
 
 
 def _binned(cl, lo=30, hi=3030, width=100):
@@ -266,6 +266,7 @@ def main():
     p.add_argument("--subset", type=int, default=300)
     p.add_argument("--model", default=None)
     p.add_argument("--speed", action="store_true")
+    p.add_argument("--speed-key", default="speed", help="JSON key of the --speed record (keeps earlier runs)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--skies", type=int, default=0)
     p.add_argument("--figure", default=None)

@@ -20,7 +20,7 @@ Differences from ``SphereTQUCovariance`` (which stays the reference the tests co
 * the four functions are tabulated on a uniform grid of the squared chord :math:`d^2` and
   interpolated with the cubic Lagrange scheme of :class:`combine.sphere.covariance.CorrelationTable`
   (no ``arccos``, one gather of 16 coefficients per pixel pair), the grid refined until the error at
-  256 random separations is below :data:`TQU_TABLE_TOLERANCE` of each
+  256 random separations is below :data:`TQU_TABLE_TOLERANCE` (or stops falling) of each
   function's scale (:math:`\\xi^{TT}(0)`, :math:`A(0)`, :math:`\\sqrt{\\xi^{TT}(0) A(0)}` for
   :math:`\\xi_\\times`);
 * :math:`\\alpha` is never formed: with :math:`x = \\hat n_j\\cdot\\hat e_\\theta(i)`,
@@ -43,10 +43,15 @@ import torch
 from ..errors import InputError
 from . import covariance as _cov
 
-#: Interpolation tolerance (× each function's scale): CAMB's Wigner-d sums are themselves accurate to
-#: ~1e-9 here (measured: the table's error stops falling at 1-3e-9 from 4096 to 16384 points at
-#: Nside 2048, lmax 6200), so the temperature table's 1e-10 is out of reach.
-TQU_TABLE_TOLERANCE = 1e-8
+#: Interpolation tolerance (× each function's scale). It matters on noiseless skies: at Nside 64
+#: (lmax 191) a table good to 2e-9 left the Wiener-filled pure-E map's BB 56 % above anafast's
+#: floor, 5e-11 left it 7 % above, 8e-12 on it (tests/test_evaluate_tqu.py). The refinement stops
+#: earlier when a refinement no longer halves the error (CAMB's Wigner-d sums are accurate to
+#: ~1e-9 at high ℓ and small separations) or when points × lmax would exceed
+#: :data:`TQU_TABLE_WORK` (each point costs a Wigner-d sum over ℓ): at Nside 2048 (lmax 6200) that
+#: is 16384 points, error ~1e-9, 2-3 s; the 1 μK·arcmin noise there keeps that harmless.
+TQU_TABLE_TOLERANCE = 1e-11
+TQU_TABLE_WORK = 1 << 27
 
 #: Names of the tabulated functions, in the order of the coefficient columns.
 FUNCTIONS = ("tt", "a", "b", "cross")
@@ -121,6 +126,7 @@ class TQUCorrelationTable:
         probe = np.random.default_rng(0).uniform(0.0, self.d2_max, 256)
         exact = values_at(probe)
         points = int(points)
+        previous = math.inf
         while True:
             self.step = self.d2_max / (points - 1)
             values = values_at(np.linspace(0.0, self.d2_max, points))
@@ -130,10 +136,12 @@ class TQUCorrelationTable:
                                        math.sqrt(values[0, 0] * values[1, 0])])
             got = self(torch.from_numpy(probe.copy())).numpy().T
             self.error_rel = float(np.max(np.abs(got - exact).max(axis=1) / self.scale_uk2))
-            if self.error_rel < TQU_TABLE_TOLERANCE or points >= _cov.TABLE_MAX_POINTS:
+            most = max(_cov.TABLE_POINTS, min(_cov.TABLE_MAX_POINTS, 1 << int(math.log2(TQU_TABLE_WORK / self.lmax))))
+            if self.error_rel < TQU_TABLE_TOLERANCE or points >= most or \
+                    self.error_rel > 0.5 * previous:  # the CAMB sums' own accuracy: no gain from more points
                 break
-            points = min(_cov.TABLE_MAX_POINTS,
-                         points << max(1, math.ceil(math.log2((self.error_rel / TQU_TABLE_TOLERANCE) ** 0.25))))
+            previous = self.error_rel
+            points = min(most, points << max(1, math.ceil(math.log2((self.error_rel / TQU_TABLE_TOLERANCE) ** 0.25))))
         self.points = points
         self._two = torch.tensor(2.0, dtype=torch.float64)
 
@@ -209,4 +217,4 @@ def tqu_table(sky, nside: int | None, max_theta_rad: float, *, lmax: int | None 
     return table
 
 
-__all__ = ["TQUCorrelationTable", "tqu_table", "FUNCTIONS", "TQU_TABLE_TOLERANCE"]
+__all__ = ["TQUCorrelationTable", "tqu_table", "FUNCTIONS", "TQU_TABLE_TOLERANCE", "TQU_TABLE_WORK"]
