@@ -60,6 +60,12 @@ DENSE_MAX_PIXELS = 64 * 64
 #: Default window of the local filter: valid pixels within this L1 distance (pixels) of a hole.
 DEFAULT_MARGIN_PX = 12
 
+#: Largest hole + window (pixels per field) of one local solve: 3 · 4096 = 12288 unknowns, a
+#: 1.2 GB float64 matrix, as large as the dense 64² precision (``circle_mask`` holes with the
+#: 12 px window: r = 24 px has 1810 + 1896 = 3706 and is filled, r = 32 px has 3217 + 2472 = 5689
+#: and is refused).
+MAX_LOCAL_PIXELS = 4096
+
 
 def _check_tqu(maps, masks):
     """(data float64 (N, 3, H, W) as given, hole bool (N, 3, H, W), out copy, squeeze flag)."""
@@ -143,14 +149,26 @@ class DenseTQUWiener:
 
     @property
     def precision(self) -> torch.Tensor:
-        """:math:`Q = C^{-1}` of the 3·H·W entries, float64 (Cholesky in place + ``cholesky_inverse``)."""
+        """:math:`Q = C^{-1}` of the 3·H·W entries, float64 (Cholesky in place + ``cholesky_inverse``).
+
+        The diagonal floor (:func:`_floors`) is raised tenfold, up to 10⁶×, while the factorisation
+        fails, as :func:`cholesky_with_floor` does for windows: a noiseless smooth sky makes the
+        whole-patch covariance singular to round-off (measured: 32² planck18 patches with no noise
+        fail at the 1e-8 floor). The matrix is rebuilt for each try, since the in-place
+        factorisation (which keeps the peak at one 3·H·W square matrix) overwrites it.
+        """
         if self._q is None:
             n = self.shape[0] * self.shape[1]
-            c = torch.from_numpy(self.cov.patch(self.shape, noise=True))
-            c.diagonal().add_(torch.from_numpy(np.repeat(_floors(self.cov), n)))
-            _, info = torch.linalg.cholesky_ex(c, out=(c, torch.empty((), dtype=torch.int32)))
-            if int(info) != 0:
-                raise InputError("sky: T, Q, U pixel covariance is not positive definite")
+            floor = np.repeat(_floors(self.cov), n)
+            for k in range(7):
+                c = torch.from_numpy(self.cov.patch(self.shape, noise=True))
+                c.diagonal().add_(torch.from_numpy(floor * 10.0**k))
+                _, info = torch.linalg.cholesky_ex(c, out=(c, torch.empty((), dtype=torch.int32)))
+                if int(info) == 0:
+                    break
+                del c
+            else:
+                raise InputError("sky: T, Q, U pixel covariance is not positive definite (even with a diagonal floor)")
             self._q = torch.cholesky_inverse(c)
         return self._q
 
@@ -226,6 +244,11 @@ def _local_fill(data, holes, out, sky, rng, margin_px):
         for hole_yx, win_yx in hole_windows(hole2d, int(margin_px)):
             if len(win_yx) == 0:
                 raise InputError("mask: a hole has no valid pixel within margin_px of it; nothing to condition on")
+            if len(win_yx) + len(hole_yx) > MAX_LOCAL_PIXELS:
+                raise InputError(f"mask: a hole of {len(hole_yx)} pixels with a {len(win_yx)}-pixel window is over the "
+                                 f"local T, Q, U filter's limit of {MAX_LOCAL_PIXELS} pixels per field (a "
+                                 "{0}² float64 solve); it is for point-source-sized holes: use method='dense' on "
+                                 "patches up to 64², or split the mask".format(3 * MAX_LOCAL_PIXELS))
             chol = cholesky_with_floor(torch.from_numpy(cov.between(win_yx, win_yx, noise=True)),
                                        np.repeat(floors, len(win_yx)), "window covariance")
             c_oh = torch.from_numpy(cov.between(win_yx, hole_yx))
