@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Reproduce the T, Q, U model planck18-tqu128 on this machine's CPU (see README "Shipped models").
 # Stage 1 then stage 2 on fresh simulated planck18 T, Q, U patches (configs/planck18-tqu128*.toml:
-# 30 + 8 epochs of 60 steps of batch 8, about 95 min at 3.6 samples/s on 2 shared cores), then
+# 8 + 2 epochs of 60 steps of batch 8: 58 + 21 min at ~1 sample/s on 2 cores shared by five jobs,
+# about 3.6 samples/s on a lighter load), then
 # the evaluation against the T, Q, U local Wiener fill (benchmarks/bench_tqu_model.py) and
 # shipping with that evaluation recorded in its config.json. The model is shipped only if its
 # Q and U hole RMSE are within 10 % of the local Wiener fill's (scripts/ship_model.py --max-ratio).
