@@ -461,7 +461,10 @@ TQU_ROWS = [
          match="tqu.fits"),
     Case("inpaint TQU: --model", ["inpaint", "--fields", "TQU", "--model", "{model}"] + TQU_IO, _TQU_FILE,
          match="--model"),
-    Case("inpaint TQU: --noise-map", TQU_FULL + ["--noise-map", f"{IN}/map.fits"], _TQU_FILE, match="--noise-map"),
+    Case("inpaint TQU: --noise-map without QQ_COV, UU_COV", TQU_FULL + ["--noise-map", f"{IN}/map.fits"], _TQU_FILE,
+         match="map.fits"),
+    Case("inpaint TQU: --noise-map with a per-field method", ["inpaint", "--fields", "TQU", "--method", "diffusive"]
+         + TQU_IO + ["--noise-map", f"{IN}/map.fits"], _TQU_FILE, match="--noise-map"),
     Case("inpaint TQU: --spectrum (TT only)", TQU_FULL + ["--spectrum", f"{IN}/cl.npy"],
          _several(_TQU_FILE, _npy("cl.npy", np.ones(100))), match="--spectrum"),
     Case("inpaint TQU: --column", TQU_FULL + ["--column", "1"], _TQU_FILE, match="--column"),

@@ -77,7 +77,9 @@ def _tqu_case(nside=NSIDE_TQU, seed=1):
 
 
 def _planck_tqu_file(path, tqu_uk, mask, *, nest=False, polcconv="IAU", units=("K_CMB",) * 3, scale=1e-6):
-    """A Planck-style table: I/Q/U_STOKES in K_CMB (U in ``polcconv``), HITS, II_COV; UNSEEN in holes."""
+    """A Planck-style table: I/Q/U_STOKES in K_CMB (U in ``polcconv``), HITS, II_COV, QQ_COV, UU_COV
+    (K_CMB²; Q/U 100× noisier on the northern half); UNSEEN in holes. Returns (stored T, Q, U,
+    (3, Npix) noise variance in μK² in the file's ordering)."""
     import healpy as hp
     from astropy.io import fits
 
@@ -88,10 +90,13 @@ def _planck_tqu_file(path, tqu_uk, mask, *, nest=False, polcconv="IAU", units=("
         order = hp.ring2nest(hp.npix2nside(mask.size), np.arange(mask.size))
         values[:, order] = values.copy()
     hits = (np.arange(mask.size) % 97).astype(np.int32)
+    north = hp.pix2vec(hp.npix2nside(mask.size), np.arange(mask.size), nest=nest)[2] > 0
+    var_k2 = np.stack([np.full(mask.size, 4e-12), np.where(north, 8e-10, 8e-12), np.where(north, 8e-10, 8e-12)])
+    var_k2 = var_k2.astype(np.float32)
     cols = [fits.Column(name=n, format="E", unit=u, array=v) for n, u, v in
             zip(("I_STOKES", "Q_STOKES", "U_STOKES"), units, values)]
-    cols += [fits.Column(name="HITS", format="J", array=hits),
-             fits.Column(name="II_COV", format="E", unit="K_CMB^2", array=np.full(mask.size, 4e-12, np.float32))]
+    cols += [fits.Column(name="HITS", format="J", array=hits)]
+    cols += [fits.Column(name=n, format="E", unit="K_CMB^2", array=v) for n, v in zip(("II_COV", "QQ_COV", "UU_COV"), var_k2)]
     hdu = fits.BinTableHDU.from_columns(cols)
     hdu.header["PIXTYPE"] = "HEALPIX"
     hdu.header["ORDERING"] = "NESTED" if nest else "RING"
@@ -100,7 +105,7 @@ def _planck_tqu_file(path, tqu_uk, mask, *, nest=False, polcconv="IAU", units=("
     if polcconv is not None:
         hdu.header["POLCCONV"] = polcconv
     fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(path)
-    return values
+    return values, var_k2.astype(np.float64) * 1e12
 
 
 def _tqu_inpaint(tmp_path, method, inp, mask, out, *extra):
@@ -108,20 +113,23 @@ def _tqu_inpaint(tmp_path, method, inp, mask, out, *extra):
                  "--mask", str(tmp_path / mask), "--output", str(tmp_path / out), *extra])
 
 
-def test_planck_tqu_file_gcr_realisations_on_the_sphere(tmp_path, capsys):
-    """NESTED Planck-style file in K_CMB with POLCCONV IAU, HITS and II_COV, mask in RING, two GCR
-    realisations: each output keeps every column, unit, keyword, ordering and the IAU sign; valid
-    T, Q, U pixels are bit-identical; the holes of realisation k are sphere_tqu_fill(gcr=True) of the
-    μK, COSMO map (U negated) with the documented seed of k (0: --seed itself), to float32 rounding;
-    the COMBSKY card reads back as the sky assumed."""
+def test_planck_tqu_file_gcr_realisations_and_noise_map_on_the_sphere(tmp_path, capsys):
+    """NESTED Planck-style file in K_CMB with POLCCONV IAU, HITS and II/QQ/UU_COV, mask in RING.
+    Two GCR realisations: each output keeps every column, unit, keyword, ordering and the IAU sign;
+    valid T, Q, U pixels are bit-identical; the holes of realisation k are draw k of
+    fill_holes(realisations=2, seed) on the μK, COSMO map (U negated), to float32 rounding, and
+    realisation 0 is sphere_tqu_fill(gcr=True, seed); the COMBSKY card reads back as the sky.
+    --noise-map of the same file: the fill with its II/QQ/UU_COV variances (μK²), which differs
+    from the white-noise fill."""
     import healpy as hp
     from astropy.io import fits
 
     from combine.baselines.sphere_wiener_pol import sphere_tqu_fill
-    from combine.commands.inpaint_tqu import realisation_seed
+    from combine.commands.inpaint_tqu import default_margin_px
+    from combine.sphere import fill_holes
 
     tqu, mask = _tqu_case()
-    stored = _planck_tqu_file(tmp_path / "planck.fits", tqu, mask, nest=True)
+    stored, var_uk2 = _planck_tqu_file(tmp_path / "planck.fits", tqu, mask, nest=True)
     hp.write_map(tmp_path / "mask.fits", mask, dtype=np.float32)  # RING
     assert _tqu_inpaint(tmp_path, "gcr", "planck.fits", "mask.fits", "g.fits", "--seed", "7", "--realisations",
                         "2") == 0, capsys.readouterr().err
@@ -129,28 +137,46 @@ def test_planck_tqu_file_gcr_realisations_on_the_sphere(tmp_path, capsys):
     nest_mask = hp.reorder(mask, r2n=True) > 0
     given_uk = stored.astype(np.float64) * 1e6
     given_uk[2] *= -1  # IAU -> COSMO
+    margin = default_margin_px(_tqu_sky(), NSIDE_TQU)  # sphere_tqu_fill's default (checked against it below)
+    ref = fill_holes(given_uk, nest_mask, sky=_tqu_sky(), nest=True, realisations=2, seed=7, margin_px=margin)
+    holes = ref.groups.hole_pixels
+
+    def read_uk(path):
+        out = fits.open(path)[1]
+        got = np.stack([out.data[n].ravel() for n in ("I_STOKES", "Q_STOKES", "U_STOKES")])
+        np.testing.assert_array_equal(got[:, nest_mask], stored[:, nest_mask])
+        got_uk = got[:, holes].astype(np.float64) * 1e6
+        got_uk[2] *= -1
+        return out, got_uk
+
+    def close(a, b):  # per field: T ~ 100 μK, Q/U ~ 1 μK
+        scale = np.abs(b).max(axis=1, keepdims=True)
+        np.testing.assert_allclose(a / scale, b / scale, rtol=1e-5, atol=1e-5)
+
     draws = []
     for k in range(2):
-        out = fits.open(tmp_path / f"g_r{k}.fits")[1]
-        assert out.columns.names == ["I_STOKES", "Q_STOKES", "U_STOKES", "HITS", "II_COV"]
-        assert [c.unit for c in out.columns] == ["K_CMB", "K_CMB", "K_CMB", None, "K_CMB^2"]
+        out, got_uk = read_uk(tmp_path / f"g_r{k}.fits")
+        assert out.columns.names == ["I_STOKES", "Q_STOKES", "U_STOKES", "HITS", "II_COV", "QQ_COV", "UU_COV"]
+        assert [c.unit for c in out.columns] == ["K_CMB"] * 3 + [None] + ["K_CMB^2"] * 3
         assert out.header["ORDERING"] == "NESTED" and out.header["POLCCONV"] == "IAU"
         assert out.header["TELESCOP"] == "PLANCKISH" and out.header["COMBMETH"] == "gcr"
         assert out.header["COMBSEED"] == 7 and out.header["COMBREAL"] == k
-        for name in ("HITS", "II_COV"):
+        for name in ("HITS", "II_COV", "QQ_COV", "UU_COV"):
             np.testing.assert_array_equal(out.data[name].ravel(), src.data[name].ravel())
-        got = np.stack([out.data[n].ravel() for n in ("I_STOKES", "Q_STOKES", "U_STOKES")])
-        np.testing.assert_array_equal(got[:, nest_mask], stored[:, nest_mask])
-        sky = Sky.from_json(out.header["COMBSKY"])
-        assert sky == _tqu_sky()
-        ref = sphere_tqu_fill(given_uk, nest_mask.astype(np.uint8), sky=sky, nest=True, gcr=True,
-                              seed=realisation_seed(7, k))[:, ~nest_mask]
-        got_uk = got[:, ~nest_mask].astype(np.float64) * 1e6
-        got_uk[2] *= -1
-        scale = np.abs(ref).max(axis=1, keepdims=True)  # per field: T ~ 100 μK, Q/U ~ 1 μK
-        np.testing.assert_allclose(got_uk / scale, ref / scale, rtol=1e-5, atol=1e-5)
+        assert Sky.from_json(out.header["COMBSKY"]) == _tqu_sky()
+        close(got_uk, ref.draws_uk[k])
         draws.append(got_uk)
+    one = sphere_tqu_fill(given_uk, nest_mask.astype(np.uint8), sky=_tqu_sky(), nest=True, gcr=True, seed=7)
+    close(draws[0], one[:, holes])
     assert np.abs(draws[0] - draws[1]).min() > 0  # independent draws differ in every hole pixel
+    assert _tqu_inpaint(tmp_path, "wiener", "planck.fits", "mask.fits", "n.fits", "--noise-map",
+                        str(tmp_path / "planck.fits")) == 0, capsys.readouterr().err
+    _, got_uk = read_uk(tmp_path / "n.fits")
+    var = var_uk2.astype(np.float32).astype(np.float64)  # as stored (float32 K_CMB^2) -> μK²
+    noisy = fill_holes(given_uk, nest_mask, sky=_tqu_sky(), nest=True, noise_var_map=var, margin_px=margin)
+    close(got_uk, noisy.mean_uk)
+    white = fill_holes(given_uk, nest_mask, sky=_tqu_sky(), nest=True, margin_px=margin)
+    assert np.abs(white.mean_uk[1:] - noisy.mean_uk[1:]).max() > 1e-3  # the noise map changed Q, U (μK)
 
 
 def test_healpy_written_tqu_map_and_npy_give_the_same_fill(tmp_path, capsys):

@@ -37,7 +37,8 @@ change. The file types follow the extensions:
                     TUNIT (Q and U alike); POLCCONV COSMO (or none) as is, IAU: U negated on read
                     and back on write. Or a (3, Npix) .npy. The mask: one map for T, Q and U, or
                     three columns/rows (per field). wiener / lwiener / gcr: the joint T, Q, U fill
-                    on the sphere (one mask; white noise, Q/U √2 × --noise); other methods fill
+                    on the sphere (one mask; white noise with Q/U at √2 × --noise, or --noise-map:
+                    columns II_COV, QQ_COV, UU_COV, or a (3, Npix) .npy); other methods fill
                     each field alone through patches (Q, U as scalars: they leak E into B);
                     a 3-channel --model: T, Q, U patches with Q/U rotated into the patch frame
                     and back (correcting the joint sphere fill if the network has a first guess).

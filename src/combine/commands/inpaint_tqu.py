@@ -15,10 +15,13 @@ What is read (columns by name, POLCCONV, per-column units): :mod:`combine.tqu_fi
   with a first-guess input corrects the joint sphere fill (``sphere_tqu_fill``, as for T maps).
   A 1-channel model is refused.
 
-``--realisations N``: realisation 0 of seed S is ``sphere_tqu_fill(..., gcr=True, seed=S)`` (the
-library call with that seed), realisation k > 0 uses the seed
-``numpy.random.SeedSequence([S, k]).generate_state(1)[0]``; each is independent of N. Each
-realisation recomputes the mean (the TQU fill exposes no separate draws).
+``--realisations N``: the N draws of one :func:`combine.sphere.wiener.fill_holes` call on the
+(3, Npix) map (mean computed once); draw k of hole group g comes from
+``numpy.random.default_rng([S, k, g])``, so realisation k is the same whatever N, and realisation
+0 is ``sphere_tqu_fill(..., gcr=True, seed=S)``.
+
+``--noise-map FILE``: per-pixel T, Q, U noise variances (:func:`read_tqu_noise_map`: Planck's
+II_COV, QQ_COV, UU_COV columns) for the sphere fills and a network's sphere first guess.
 """
 
 from __future__ import annotations
@@ -32,20 +35,10 @@ from ..tqu_fits import FIELDS, TQU_OUTPUT_NAMES
 SPHERE_TQU_METHODS = {"wiener": False, "lwiener": False, "gcr": True}
 
 
-def realisation_seed(seed: int, k: int) -> int:
-    """Seed of realisation ``k`` of ``--seed seed`` (module docstring)."""
-    if k == 0:
-        return int(seed)
-    return int(np.random.SeedSequence([int(seed), int(k)]).generate_state(1)[0])
-
-
 def check_tqu_args(args) -> None:
     """Options that a T, Q, U HEALPix fill cannot honour: one line each."""
     if args.spectrum is not None:
         raise InputError("--spectrum: gives TT only; T, Q, U maps need the CAMB TT, EE, BB, TE spectra")
-    if args.noise_map is not None:
-        raise InputError("--noise-map: the T, Q, U sphere fill takes the white noise of --noise (Q, U: √2 ×); "
-                         "no per-pixel noise map")
     if args.column is not None:
         raise InputError("--column: --fields TQU reads the T, Q, U columns by name (I_STOKES, Q_STOKES, U_STOKES, ...)")
 
@@ -126,6 +119,56 @@ def _check_fields(args, raw, mask_values, names):
     return np.stack(valid), nside
 
 
+#: Columns of a Planck-format T, Q, U noise map (diagonal of the per-pixel noise covariance).
+NOISE_COLUMNS = ("II_COV", "QQ_COV", "UU_COV")
+
+
+def read_tqu_noise_map(path, nest, npix, valid, factors) -> np.ndarray:
+    """(3, Npix) T, Q, U noise variance in μK² for ``--noise-map``: the columns II_COV, QQ_COV,
+    UU_COV of a HEALPix FITS file (Planck's; each converted from its TUNIT, e.g. K_CMB^2, or the
+    map's unit squared), or a (3, Npix) ``.npy`` in the map's units squared. The off-diagonal
+    IQ/IU/QU_COV are not used (the fill's noise is diagonal). Valid pixels must hold finite
+    variances >= 0; in holes an unusable value becomes the median over the valid pixels."""
+    import healpy as hp
+
+    from ..image_io import file_kind, read_healpix_table, read_npy, variance_unit_to_uk2
+
+    kind = file_kind(path)
+    if kind == "fits":
+        table = read_healpix_table(path)
+        names = [n.strip().upper() for n in table.names]
+        missing = [n for n in NOISE_COLUMNS if n not in names]
+        if missing:
+            raise InputError(f"{path}: a T, Q, U noise map needs the columns {', '.join(NOISE_COLUMNS)}; no "
+                             f"{', '.join(missing)} (columns: {', '.join(table.names)})")
+        cols = [names.index(n) for n in NOISE_COLUMNS]
+        var = np.stack([np.asarray(table.arrays[c], dtype=np.float64) for c in cols])
+        scale = [variance_unit_to_uk2(table.units[c], f"{path}: TUNIT{c + 1}") if table.units[c]
+                 else (factors[k] or 1.0) ** 2 for k, c in enumerate(cols)]
+        var_nest = table.nest if table.ordering_in_header else nest
+    elif kind == "npy":
+        var = np.asarray(read_npy(path, ndims=(2,)), dtype=np.float64)
+        if var.shape[0] != 3:
+            raise InputError(f"{path}: a T, Q, U noise map is (3, Npix), got shape {var.shape}")
+        scale, var_nest = [(f or 1.0) ** 2 for f in factors], nest
+    else:
+        raise InputError(f"{path}: a noise map must be a HEALPix .fits or a (3, Npix) .npy")
+    if var.shape[1] != npix:
+        nside = hp.npix2nside(var.shape[1]) if hp.isnpixok(var.shape[1]) else f"? ({var.shape[1]} pixels)"
+        raise InputError(f"{path}: noise map has Nside {nside}, the map has Nside {hp.npix2nside(npix)}")
+    if var_nest != nest:
+        var = np.stack([hp.reorder(v, n2r=True) if var_nest else hp.reorder(v, r2n=True) for v in var])
+    for k in range(3):
+        used = var[k, valid]
+        if not np.isfinite(used).all() or (used < 0).any():
+            n_bad = int((~np.isfinite(used) | (used < 0)).sum())
+            raise InputError(f"{path}: {NOISE_COLUMNS[k]} noise variance must be finite and >= 0 at valid pixels "
+                             f"({n_bad} are not)")
+        usable = np.isfinite(var[k]) & (var[k] >= 0)
+        var[k] = np.where(valid | usable, var[k], np.median(used)) * scale[k]
+    return var
+
+
 # --------------------------------------------------------------------------------------------
 # the fill
 # --------------------------------------------------------------------------------------------
@@ -170,15 +213,18 @@ def run_tqu_healpix(args, kinds, seed, *, sky_of, sky_cards, patch_method, outpu
         raise InputError(f"{args.mask}: T, Q and U masks differ; {how} fills T, Q, U jointly "
                          "with one mask (give one mask, or fill per field with e.g. --method diffusive)")
     prefill = model is not None and getattr(getattr(model, "unet", None), "prefill", "none") != "none"
+    noise_var = None
+    if args.noise_map is not None:
+        if not (prefill or args.method in SPHERE_TQU_METHODS):
+            raise InputError(f"--noise-map: {how} takes no noise map (the sphere fills wiener, lwiener, gcr do)")
+        noise_var = read_tqu_noise_map(args.noise_map, nest, npix, valid[0], factors)
     if model is not None:
         holes = [np.flatnonzero(~valid[0])] * 3
-        fills, what = _model_fills(args, model, tqu_uk, valid[0], sky, nest, prefill)
+        fills, what = _model_fills(args, model, tqu_uk, valid[0], sky, nest, prefill, noise_var)
     elif args.method in SPHERE_TQU_METHODS:
-        holes = [np.flatnonzero(~valid[0])] * 3
-        fills, what = _sphere_fills(args, tqu_uk, valid[0], sky, seed, nest, len(outs), holes[0], nside)
+        fills, hole_px, what = _sphere_fills(args, tqu_uk, valid[0], sky, seed, nest, len(outs), nside, noise_var)
+        holes = [hole_px] * 3
     else:
-        if args.noise_map is not None:
-            raise InputError("--noise-map: applies to the sphere methods only")
         fills, what = _per_field_fills(args, tqu_uk, valid, patch_method(args.method, sky, seed, False), nest)
         holes = [np.flatnonzero(~valid[k]) for k in range(3)]
     n_masked = sum(h.size for h in holes)
@@ -224,33 +270,30 @@ def _advancer(bar):
     return advance
 
 
-def _sphere_fills(args, tqu_uk, valid, sky, seed, nest, n_out, holes, nside):
-    """Joint T, Q, U sphere fill(s): a list of (3, n_holes) values in μK, one per output."""
+def default_margin_px(sky, nside: int) -> float:
+    """The context margin of :func:`combine.baselines.sphere_wiener_pol.sphere_tqu_fill`:
+    ``max(2 × FWHM, 4 pixels)`` in map pixels (its default, restated so that realisations can be
+    drawn in one call of :func:`combine.sphere.wiener.fill_holes`)."""
     import healpy as hp
 
-    from ..baselines.sphere_wiener_pol import sphere_tqu_fill
-    from ..progress import progress as progress_bar
-    from ..sphere.holes import find_holes
+    return max(2.0 * sky.beam_fwhm_arcmin / hp.nside2resol(nside, arcmin=True), 4.0)
+
+
+def _sphere_fills(args, tqu_uk, valid, sky, seed, nest, n_out, nside, noise_var):
+    """Joint T, Q, U sphere fill (or ``n_out`` GCR realisations, one call): (list of (3, n) values
+    in μK, one per output; the n hole pixels; description)."""
+    from ..sphere.wiener import fill_holes
 
     gcr = SPHERE_TQU_METHODS[args.method]
-    n_holes = find_holes(holes, nside, nest=nest)[0]
-    options = {}
-    if args.margin is not None:
-        options["margin_arcmin"] = float(args.margin) * hp.nside2resol(nside, arcmin=True)
-    bar = progress_bar(total=n_holes * n_out, desc="holes", unit="hole")
-    fills = []
-    try:
-        for r in range(n_out):
-            filled = sphere_tqu_fill(tqu_uk, valid.astype(np.uint8), sky=sky, gcr=gcr, nest=nest, progress=_advancer(bar),
-                                     seed=realisation_seed(seed, r) if gcr else None, **options)
-            fills.append(np.asarray(filled)[:, holes].astype(np.float64))
-            del filled
-    finally:
-        bar.close()
-    return fills, f"{n_holes} holes on the sphere with {args.method} (joint T, Q, U)"
+    margin = default_margin_px(sky, nside) if args.margin is None else float(args.margin)
+    result = fill_holes(tqu_uk, valid, sky=sky, nest=nest, noise_var_map=noise_var, realisations=n_out if gcr else 0,
+                        seed=seed if gcr else None, progress=True, margin_px=margin, mask_source=str(args.mask))
+    fills = list(result.draws_uk) if gcr else [result.mean_uk]
+    what = f"{result.groups.n_holes} holes ({len(result.groups)} groups) on the sphere with {args.method} (joint T, Q, U)"
+    return fills, np.asarray(result.groups.hole_pixels), what
 
 
-def _model_fills(args, model, tqu_uk, valid, sky, nest, prefill):
+def _model_fills(args, model, tqu_uk, valid, sky, nest, prefill, noise_var=None):
     """A 3-channel network through patches, correcting the joint sphere fill if it takes a first guess."""
     from ..healpix_inpaint_tqu import inpaint_healpix_tqu
 
@@ -261,7 +304,7 @@ def _model_fills(args, model, tqu_uk, valid, sky, nest, prefill):
 
         bar = progress_bar(total=None, desc="sphere first guess", unit="hole")
         try:
-            first = np.asarray(sphere_tqu_fill(tqu_uk, valid.astype(np.uint8), sky=sky, nest=nest,
+            first = np.asarray(sphere_tqu_fill(tqu_uk, valid.astype(np.uint8), sky=sky, nest=nest, noise_var_map=noise_var,
                                                progress=_advancer(bar)), dtype=np.float64)
         finally:
             bar.close()
@@ -288,4 +331,4 @@ def _per_field_fills(args, tqu_uk, valid, filler, nest):
     return [fill], f"holes through patches with {args.method} per field (T, Q, U as scalars)"
 
 
-__all__ = ["run_tqu_healpix", "check_tqu_args", "realisation_seed", "SPHERE_TQU_METHODS"]
+__all__ = ["run_tqu_healpix", "check_tqu_args", "read_tqu_noise_map", "default_margin_px", "SPHERE_TQU_METHODS"]
