@@ -365,6 +365,9 @@ def _run_healpix(args, kinds, model, seed):
 
     if kinds["output"] not in ("fits", "npy"):
         raise InputError(f"{args.output}: a HEALPix map is written as .fits/.fits.gz or .npy, not .{kinds['output']}")
+    if model is not None and int(getattr(model, "in_channels", 1)) == 3:
+        raise InputError(f"--model {args.model}: model takes 3 channels (T, Q, U), a HEALPix temperature map has 1; "
+                         "fill a T, Q, U map with --fields TQU")
     raw, nest, table, col, factor = _read_map(args, kinds["input"])
     hmask = _read_mask(args, kinds["mask"], nest, raw.size)
     raw, valid, nside = check_healpix_inputs(raw, hmask, str(args.input), str(args.mask))
