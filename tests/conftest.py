@@ -62,3 +62,17 @@ def single_openmp_thread():
     yield
     for g, n in zip(gomp, before):
         g.omp_set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Torch on one thread for a module (small forward passes and factorisations run faster so on
+    2 shared cores), restored after it: a module-level ``set_num_threads(1)`` would leave every
+    later test, e.g. test_pretrained's 16384² Cholesky, on one core. Use with
+    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

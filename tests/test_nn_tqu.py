@@ -20,12 +20,7 @@ SKY = Sky.planck18(noise_uk_arcmin=1.0)
 SMALL = dict(levels=5, channels=[8, 16, 16, 16, 16], stem_channels=8)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

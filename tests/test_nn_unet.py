@@ -9,14 +9,7 @@ from combine.errors import InputError
 from combine.nn import PRESETS, PConvUNet
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small forward passes run faster on one thread; restored after the module (a module-level
-    set_num_threads(1) left every later test, e.g. test_pretrained's 16384² Cholesky, on one core)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 #: Parameter counts (weights + biases + BN affine), stated in the report.
 # t128-pf: t128-fr plus the prefilled map as one more 3×3 input of the last level (+9)

@@ -25,12 +25,7 @@ TINY_MODEL = {"levels": 3, "channels": [8, 16, 16], "kernels": [5, 3, 3]}
 QUIET = dict(log=lambda msg: None)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

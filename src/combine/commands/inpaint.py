@@ -295,6 +295,16 @@ def _read_map(args, kind):
     raise InputError(f"{args.input}: a HEALPix map must be .fits/.fits.gz or a 1-D .npy, not .{kind}")
 
 
+def check_mask_pixels(mask_path, map_path, n_mask: int, npix: int) -> None:
+    """InputError naming both files unless the mask has the map's number of pixels (T and T, Q, U)."""
+    import healpy as hp
+
+    if n_mask != npix:
+        def nside_of(n):
+            return hp.npix2nside(n) if hp.isnpixok(n) else f"? ({n} pixels)"
+        raise InputError(f"{mask_path}: mask has Nside {nside_of(n_mask)}, map {map_path} has Nside {nside_of(npix)}")
+
+
 def _read_mask(args, kind, nest, npix):
     import healpy as hp
 
@@ -307,11 +317,7 @@ def _read_mask(args, kind, nest, npix):
         values, mask_nest = read_npy(args.mask, ndims=(1,)), None
     else:
         raise InputError(f"{args.mask}: a HEALPix mask must be .fits/.fits.gz or a 1-D .npy, not .{kind}")
-    if values.size != npix:
-        def nside_of(n):
-            return hp.npix2nside(n) if hp.isnpixok(n) else f"? ({n} pixels)"
-        raise InputError(f"{args.mask}: mask has Nside {nside_of(values.size)}, map {args.input} has Nside "
-                         f"{nside_of(npix)}")
+    check_mask_pixels(args.mask, args.input, values.size, npix)
     if mask_nest is not None and mask_nest != nest:
         bad = ~((values == 0) | (values == 1))
         if bad.any():  # reordering first would hide where the problem is; report it as is

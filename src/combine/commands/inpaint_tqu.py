@@ -92,11 +92,9 @@ def _read_tqu_mask(args, kind, nest, npix) -> np.ndarray:
         mask_nest = None
     else:
         raise InputError(f"{args.mask}: a HEALPix mask must be .fits/.fits.gz or a .npy, not .{kind}")
-    if values.shape[1] != npix:
-        def nside_of(n):
-            return hp.npix2nside(n) if hp.isnpixok(n) else f"? ({n} pixels)"
-        raise InputError(f"{args.mask}: mask has Nside {nside_of(values.shape[1])}, map {args.input} has Nside "
-                         f"{nside_of(npix)}")
+    from .inpaint import check_mask_pixels
+
+    check_mask_pixels(args.mask, args.input, values.shape[1], npix)
     if mask_nest is not None and mask_nest != nest:
         bad = ~((values == 0) | (values == 1))
         if bad.any():
