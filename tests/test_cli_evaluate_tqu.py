@@ -10,15 +10,8 @@ import pytest
 from combine.cli import main
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Dense TQU solves on one torch thread (two were several × slower on the shared cores)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# dense TQU solves on one torch thread (conftest): two were 3-60 x slower on the shared cores
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -18,16 +18,8 @@ ARCMIN_RAD = np.pi / (180 * 60)
 SIZE = 24
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Dense TQU solves on one torch thread: two threads on the shared cores were 3-60 × slower
-    (a 3072² Cholesky + inverse: 4.5 s on two, 1.4 s on one, load 5); restored after."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# dense TQU solves on one torch thread (conftest): two were 3-60 x slower on the shared cores
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
