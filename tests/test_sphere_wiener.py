@@ -157,3 +157,24 @@ def test_hole_groups_contexts():
     assert len(g_small) == 3  # 1.6 > 2 (0.5 + pixrad) + 2 * 0.1
     with pytest.raises(InputError, match="too large"):
         hole_groups(valid, nside, margin_rad=margin, max_group_pixels=100)
+
+
+def test_scaled_chords_keep_the_precision_of_small_separations():
+    """d² of neighbouring Nside-8192 pixels (d² ~ 2e-8) from the centred product: within 1e-11 of
+    the long-double |a - b|², where 2 - 2 a·b loses ~1e-8 of it (the cancellation it replaces)."""
+    import torch
+
+    from combine.sphere.covariance import scaled_chords
+
+    nside = 8192
+    pix = hp.query_disc(nside, hp.ang2vec(37, 41, lonlat=True), 4 * hp.nside2resol(nside))
+    v = np.stack(hp.pix2vec(nside, pix), 1)
+    exact = ((v[:, None].astype(np.longdouble) - v[None]) ** 2).sum(-1).astype(np.float64)
+    off = ~np.eye(v.shape[0], dtype=bool)
+    t = torch.from_numpy(v)
+    got = scaled_chords(t[:20], t, 3.0, torch.empty(20, v.shape[0], dtype=torch.float64)).numpy() / 3.0
+    assert np.max(np.abs(got - exact[:20])[off[:20]] / exact[:20][off[:20]]) < 1e-11
+    assert np.max(np.abs(np.diag(got[:, :20]))) < 1e-20
+    naive = 2.0 - 2.0 * v @ v.T
+    assert np.max(np.abs(naive - exact)[off] / exact[off]) > 1e-10
+

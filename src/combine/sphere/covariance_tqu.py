@@ -143,7 +143,6 @@ class TQUCorrelationTable:
             previous = self.error_rel
             points = min(most, points << max(1, math.ceil(math.log2((self.error_rel / TQU_TABLE_TOLERANCE) ** 0.25))))
         self.points = points
-        self._two = torch.tensor(2.0, dtype=torch.float64)
 
     def field_scales_uk2(self) -> np.ndarray:
         """Variance scale of T, Q, U: :math:`\\xi^{TT}(0), A(0), A(0)` (for relative ridges)."""
@@ -168,8 +167,8 @@ class TQUCorrelationTable:
         n, m = a.shape[0], b.shape[0]
         if out is None:
             out = torch.empty(3 * n, 3 * m, dtype=torch.float64)
-        d2 = torch.addmm(self._two, a, b.transpose(-1, -2), beta=1.0, alpha=-2.0)
-        f = self(d2)
+        x = _cov.scaled_chords(a, b, 1.0 / self.step, torch.empty(n, m, dtype=torch.float64))
+        f = self._interp(x.clamp_(0.0, self.points - 1))  # d²/step, centred (no 2 - 2 a·b cancellation)
         tt, fa, fb, fx = f[..., 0], f[..., 1], f[..., 2], f[..., 3]
         et_a, ep_a = _frames(a)
         et_b, ep_b = _frames(b)
