@@ -178,3 +178,50 @@ def test_scaled_chords_keep_the_precision_of_small_separations():
     naive = 2.0 - 2.0 * v @ v.T
     assert np.max(np.abs(naive - exact)[off] / exact[off]) > 1e-10
 
+
+def test_factor_in_place_and_its_ridge():
+    """_factor: U (upper, zeros below) with UᵀU = A to rounding for a PD A; for a rank-5 A the
+    smallest tenfold ridge from 1e-7·scale that makes it PD is added (UᵀU - A is r·I, 1e-7 <= r/scale <= 1e-3);
+    an indefinite A is refused."""
+    import torch
+
+    from combine.sphere.wiener import _factor
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((40, 40))
+    a = x @ x.T + 40 * np.eye(40)
+    c = torch.from_numpy(np.triu(a) + np.tril(np.full((40, 40), np.nan), -1))  # nothing read below
+    _factor(c, None, 1.0)
+    u = c.numpy()
+    assert np.array_equal(np.tril(u, -1), np.zeros((40, 40)))
+    assert np.max(np.abs(u.T @ u - a)) < 1e-12 * np.abs(a).max()
+
+    low = rng.standard_normal((40, 5))
+    a = low @ low.T
+    c = torch.empty(40, 40, dtype=torch.float64)
+    scale = float(np.diag(a).mean())
+
+    def refill():
+        c.copy_(torch.from_numpy(np.triu(a)))
+
+    refill()
+    _factor(c, refill, scale)
+    u = c.numpy()
+    ridge = (u.T @ u - a) / scale
+    r = float(np.mean(np.diag(ridge)))
+    assert 1e-7 * 0.99 <= r <= 1e-3 and np.max(np.abs(ridge - r * np.eye(40))) < 1e-9
+    c.copy_(torch.from_numpy(np.triu(-np.eye(40))))
+    with pytest.raises(RuntimeError, match="not positive definite"):
+        _factor(c, lambda: c.copy_(torch.from_numpy(-np.eye(40))), 1.0)
+
+
+def test_gcr_mean_from_the_joint_factor_is_the_wiener_mean(sky, sim):
+    """The realisations' mean L21 L11⁻¹ d (one factor of the joint [context, holes] covariance)
+    equals the Wiener path's C_ho (C_oo + N)⁻¹ d to 1e-9 of its rms (Nside 64, well conditioned)."""
+    valid = _valid(NSIDE, [(10, 20, 3), (40, -30, 2), (40.5, -25, 2)])
+    w = fill_holes(sim, valid, sky=sky, margin_px=4, lmax=LMAX)
+    g = fill_holes(sim, valid, sky=sky, margin_px=4, lmax=LMAX, realisations=2, seed=3)
+    rms = np.sqrt(np.mean(w.mean_uk ** 2))
+    assert np.max(np.abs(g.mean_uk - w.mean_uk)) < 1e-9 * rms
+    noise_rms = NOISE / hp.nside2resol(NSIDE, arcmin=True)  # N_h enters the draw: at least this scatter
+    assert np.sqrt(np.mean((g.draws_uk - g.mean_uk) ** 2)) > 0.8 * noise_rms
