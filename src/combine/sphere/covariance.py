@@ -126,15 +126,38 @@ class CorrelationTable:
 
     def between(self, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         """:math:`\\xi(\\hat n_a, \\hat n_b)` for unit vectors ``a`` (n, 3), ``b`` (m, 3), written into
-        ``out`` (an (n, m) view, e.g. a block of a larger matrix) if given.
+        ``out`` (an (n, m) view, e.g. a block of a larger matrix) if given (:meth:`between_embedded`)."""
+        centre = b.mean(dim=0)
+        return self.between_embedded(self.embed(a, centre), self.embed(b, centre), out)
 
-        The grid coordinate :math:`d^2/h` comes from one product of the centred vectors
-        (:func:`scaled_chords`), then clamping and the interpolation in place: element-wise and
-        memory-bound, so callers pass one cache-sized block at a time."""
+    def embed(self, v: torch.Tensor, centre: torch.Tensor | None = None) -> torch.Tensor:
+        """(n, 10) rows :math:`(a', \\lVert a'\\rVert^2, 1,\\; h^{-1}(-2a', 1, \\lVert a'\\rVert^2))` of the unit
+        vectors ``v`` centred on ``centre`` (default their mean), :math:`h` the grid step: the factors of
+        :func:`scaled_chords` computed once for a set of pixels, whose row blocks
+        :meth:`between_embedded` pairs (the vectors of one call must share the centre)."""
+        left, right = chord_factors(v, 1.0 / self.step, v.mean(dim=0) if centre is None else centre)
+        return torch.cat([left, right], dim=1)
+
+    def between_embedded(self, ea: torch.Tensor, eb: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """:math:`\\xi` between the pixels embedded (:meth:`embed`) as ``ea`` (n, 10) and ``eb`` (m, 10).
+
+        The grid coordinate :math:`d^2/h` is one product of the factors, then clamping and the
+        interpolation in place: element-wise and memory-bound, so callers pass one cache-sized block
+        at a time."""
         if out is None:
-            out = torch.empty(a.shape[0], b.shape[0], dtype=torch.float64)
-        x = scaled_chords(a, b, 1.0 / self.step, out).clamp_(0.0, self.points - 1)
+            out = torch.empty(ea.shape[0], eb.shape[0], dtype=torch.float64)
+        x = torch.mm(ea[:, :5], eb[:, 5:].T, out=out).clamp_(0.0, self.points - 1)
         return self._horner(x, out)
+
+
+def chord_factors(v: torch.Tensor, scale: float, centre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(n, 5) factors ``left`` = :math:`(v', \\lVert v'\\rVert^2, 1)` and ``right`` =
+    :math:`s(-2v', 1, \\lVert v'\\rVert^2)` of :math:`v' = v - c`: ``left[i] · right[j]`` =
+    :math:`s \\lVert v_i - v_j\\rVert^2` (:func:`scaled_chords`)."""
+    vc = v - centre
+    sq = (vc * vc).sum(dim=1, keepdim=True)
+    one = torch.ones_like(sq)
+    return torch.cat([vc, sq, one], dim=1), torch.cat([-2.0 * vc, one, sq], dim=1).mul_(scale)
 
 
 def scaled_chords(a: torch.Tensor, b: torch.Tensor, scale: float, out: torch.Tensor) -> torch.Tensor:
@@ -146,16 +169,12 @@ def scaled_chords(a: torch.Tensor, b: torch.Tensor, scale: float, out: torch.Ten
         a' = a - c,\\; b' = b - c,
 
     with :math:`c` the mean of ``b``: the rows :math:`(a', \\lVert a'\\rVert^2, 1)` times the columns
-    :math:`s(-2b', 1, \\lVert b'\\rVert^2)`. Centring removes the cancellation of :math:`2 - 2a\\cdot b`
-    (absolute error ~2e-16, 1e-9 of a neighbour's :math:`d^2` at Nside 2048, enough to move the
-    conditional mean of an ill-conditioned system by ~1e-7 of its rms, and to depend on the
-    block shape the BLAS kernel sees): the error becomes ~1e-16 of the group's squared extent."""
+    :math:`s(-2b', 1, \\lVert b'\\rVert^2)` (:func:`chord_factors`). Centring removes the cancellation of
+    :math:`2 - 2a\\cdot b` (absolute error ~2e-16, 1e-9 of a neighbour's :math:`d^2` at Nside 2048,
+    enough to move the conditional mean of an ill-conditioned system by ~1e-7 of its rms, and to
+    depend on the block shape the BLAS kernel sees): the error becomes ~1e-16 of the set's squared extent."""
     c = b.mean(dim=0)
-    ac, bc = a - c, b - c
-    left = torch.cat([ac, (ac * ac).sum(dim=1, keepdim=True), torch.ones(a.shape[0], 1, dtype=a.dtype)], dim=1)
-    right = torch.cat([-2.0 * bc, torch.ones(b.shape[0], 1, dtype=b.dtype), (bc * bc).sum(dim=1, keepdim=True)],
-                      dim=1).mul_(scale)
-    return torch.mm(left, right.T, out=out)
+    return torch.mm(chord_factors(a, scale, c)[0], chord_factors(b, scale, c)[1].T, out=out)
 
 
 def cubic_coefficients(values: np.ndarray) -> np.ndarray:
@@ -200,4 +219,4 @@ def noise_variance_uk2(sky, nside: int, noise_var_map=None):
     return (sky.noise_uk_arcmin / hp.nside2resol(nside, arcmin=True)) ** 2
 
 
-__all__ = ["CorrelationTable", "cubic_coefficients", "scaled_chords", "squared_chord", "noise_variance_uk2", "TABLE_POINTS"]
+__all__ = ["CorrelationTable", "cubic_coefficients", "chord_factors", "scaled_chords", "squared_chord", "noise_variance_uk2", "TABLE_POINTS"]

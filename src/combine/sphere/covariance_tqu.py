@@ -161,6 +161,15 @@ class TQUCorrelationTable:
         """(..., 4): :math:`\\xi^{TT}, A, B, \\xi_\\times` (μK²) at squared chords ``d2`` (overwritten)."""
         return self._interp(d2.clamp_(0.0, self.d2_max).mul_(1.0 / self.step))
 
+    def embed(self, v: torch.Tensor, centre=None) -> torch.Tensor:
+        """The pixels as :meth:`between_embedded` takes them: the unit vectors themselves (the interface
+        of :meth:`combine.sphere.covariance.CorrelationTable.embed`)."""
+        return v
+
+    def between_embedded(self, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """:meth:`between` of pixels given by :meth:`embed`."""
+        return self.between(a, b, out)
+
     def between(self, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         """(3n, 3m) pixel-major covariance (no noise) of unit vectors ``a`` (n, 3) and ``b`` (m, 3),
         written into ``out`` (e.g. a block of a larger matrix) if given."""

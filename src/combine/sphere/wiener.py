@@ -121,24 +121,25 @@ def _one_blas_thread() -> None:
 _LOCAL = threading.local()
 
 
-def _upper(out: torch.Tensor, v: torch.Tensor, xi, fields: int = 1) -> None:
-    """Fill the upper triangle of the ``fields``·n square ``out`` with the covariance of the pixels ``v``
-    (n, 3), pixel-major, by row blocks of pixels (rows p0:p1, columns p0:n): about half the entries,
-    each block small enough for the cache (:data:`BLOCK_ENTRIES`). The factorisation reads nothing else."""
-    n, f = v.shape[0], fields
+def _upper(out: torch.Tensor, e: torch.Tensor, table, fields: int = 1) -> None:
+    """Fill the upper triangle of the ``fields``·n square ``out`` with the covariance of the n pixels
+    embedded as ``e`` (``table.embed``), pixel-major, by row blocks of pixels (rows p0:p1, columns p0:n):
+    about half the entries, each block small enough for the cache (:data:`BLOCK_ENTRIES`). The
+    factorisation reads nothing else."""
+    n, f = e.shape[0], fields
     rows = max(8, BLOCK_ENTRIES // max(1, f * f * n))
     for r0 in range(0, n, rows):
         r1 = min(n, r0 + rows)
-        xi(v[r0:r1], v[r0:], out=out[f * r0:f * r1, f * r0:])
+        table.between_embedded(e[r0:r1], e[r0:], out=out[f * r0:f * r1, f * r0:])
 
 
-def _between(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor, xi, fields: int = 1) -> None:
-    """``out`` (fields·n_a, fields·n_b) = covariance of pixels ``a`` and ``b``, by cache-sized row blocks."""
+def _between(out: torch.Tensor, ea: torch.Tensor, eb: torch.Tensor, table, fields: int = 1) -> None:
+    """``out`` (fields·n_a, fields·n_b) = covariance of the embedded pixels ``ea``, ``eb``, by row blocks."""
     f = fields
-    rows = max(8, BLOCK_ENTRIES // max(1, f * f * b.shape[0]))
-    for r0 in range(0, a.shape[0], rows):
-        r1 = min(a.shape[0], r0 + rows)
-        xi(a[r0:r1], b, out=out[f * r0:f * r1])
+    rows = max(8, BLOCK_ENTRIES // max(1, f * f * eb.shape[0]))
+    for r0 in range(0, ea.shape[0], rows):
+        r1 = min(ea.shape[0], r0 + rows)
+        table.between_embedded(ea[r0:r1], eb, out=out[f * r0:f * r1])
 
 
 def _factor(c: torch.Tensor, refill, scale: float) -> None:
@@ -228,16 +229,17 @@ class _Problem:
         commit that made the change)."""
         from scipy.linalg.blas import dtrsv
 
-        g, F, xi = self.groups, self.fields, self.table.between
+        g, F, table = self.groups, self.fields, self.table
         ctx, holes = g.context(k), g.holes(k)
-        vo, vh = self._vectors(ctx), self._vectors(holes)
+        e = table.embed(torch.cat([self._vectors(ctx), self._vectors(holes)]))  # one centre for the group
+        eo, eh = e[: ctx.size], e[ctx.size:]
         o, h = F * ctx.size, F * holes.size
         d = np.asarray(self.hmap[:, ctx], dtype=np.float64).T.reshape(-1)
         if self.realisations == 0:
             c = self._work(o)
 
             def refill():
-                _upper(c, vo, xi, F)
+                _upper(c, eo, table, F)
                 c.diagonal().add_(self._diag(ctx))
 
             refill()
@@ -245,15 +247,14 @@ class _Problem:
             lf = c.numpy().T  # Fortran lower triangle: L
             x = dtrsv(lf, dtrsv(lf, d, lower=1), lower=1, trans=1)  # (C_oo + N_o)^-1 d
             c_ho = torch.empty(h, o, dtype=torch.float64)
-            _between(c_ho, vh, vo, xi, F)
+            _between(c_ho, eh, eo, table, F)
             mean = (c_ho @ torch.from_numpy(x)).numpy()
             return mean.reshape(holes.size, F).T, None
         c = self._work(o + h)
-        v = torch.cat([vo, vh])
         diag = torch.cat([self._diag(ctx), self._diag(holes)])
 
         def refill():
-            _upper(c, v, xi, F)
+            _upper(c, e, table, F)
             c.diagonal().add_(diag)
 
         refill()
