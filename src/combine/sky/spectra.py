@@ -26,6 +26,20 @@ from .defaults import ARCMIN_RAD, PLANCK18_COSMOLOGY
 #: CAMB lensing accuracy used for every spectrum (part of the cache key).
 LENS_POTENTIAL_ACCURACY = 1
 
+def camb_version() -> str:
+    """CAMB's version (part of every cache key), from the installed package's metadata: the
+    same string as ``camb.__version__`` without importing CAMB (0.4-1 s), which a cached
+    spectrum does not need."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("camb")
+    except metadata.PackageNotFoundError:  # e.g. CAMB on the path without package metadata
+        import camb
+
+        return camb.__version__
+
+
 def cache_dir() -> Path:
     """Root of the on-disk cache: ``$COMBINE_CACHE_DIR`` or ``~/.cache/combine``."""
     root = os.environ.get("COMBINE_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "combine")
@@ -119,7 +133,6 @@ def lensed_tt_cl_uk2(ns=None, lmax: int = 6500, cosmology=None) -> np.ndarray:
         Raw :math:`C_\\ell` (μK², CMB thermodynamic units, ``T_CMB`` from CAMB), lensed with
         ``lens_potential_accuracy=1``; :math:`C_0 = C_1 = 0`. Cached on disk (module docstring).
     """
-    import camb
 
     lmax = _check_lmax(lmax)
     params = resolve_cosmology(cosmology, ns)
@@ -128,7 +141,7 @@ def lensed_tt_cl_uk2(ns=None, lmax: int = 6500, cosmology=None) -> np.ndarray:
         "params": params,
         "lmax": lmax,
         "lens_potential_accuracy": LENS_POTENTIAL_ACCURACY,
-        "camb": camb.__version__,
+        "camb": camb_version(),
     }
     return _load_or_compute("spectra", key, lambda: _camb_lensed_tt(params, lmax))
 
@@ -156,7 +169,6 @@ def camb_spectra_uk2(cosmology=None, lmax: int = 6500, r: float = 0.0) -> dict:
     (whose BB is the lensing B modes). ``cosmology`` updates :data:`PLANCK18_COSMOLOGY`.
     The TT column is the spectrum :func:`lensed_tt_cl_uk2` returns for the same parameters.
     """
-    import camb
 
     lmax = _check_lmax(lmax)
     params = resolve_cosmology(cosmology)
@@ -167,7 +179,7 @@ def camb_spectra_uk2(cosmology=None, lmax: int = 6500, r: float = 0.0) -> dict:
         "r": r,
         "lmax": lmax,
         "lens_potential_accuracy": LENS_POTENTIAL_ACCURACY,
-        "camb": camb.__version__,
+        "camb": camb_version(),
     }
     table = _load_or_compute("spectra", key, lambda: _camb_spectra(params, lmax, r))
     return {name: table[i] for i, name in enumerate(("tt", "ee", "bb", "te"))}
