@@ -227,7 +227,27 @@ def _sky_cards(sky, args, seed):
     return cards
 
 
+def _import_healpy_without_plotting() -> None:
+    """Import healpy without its plotting functions (``healpy.visufunc``: matplotlib.pyplot and
+    axes, 0.36 s of CPU measured of healpy's 0.87 s), which ``combine inpaint`` never uses.
+
+    healpy imports them only if ``import matplotlib`` succeeds (its ``__init__``); a ``None``
+    entry in ``sys.modules`` makes that import fail for the moment healpy is imported, and is
+    removed at once, so matplotlib itself stays importable (figures use it directly). Nothing is
+    done if healpy or matplotlib is already imported (then healpy is whole, as before).
+    """
+    if "healpy" in sys.modules or "matplotlib" in sys.modules:
+        return
+    sys.modules["matplotlib"] = None
+    try:
+        import healpy  # noqa: F401
+    finally:
+        if "matplotlib" in sys.modules and sys.modules["matplotlib"] is None:
+            del sys.modules["matplotlib"]
+
+
 def run(args):
+    _import_healpy_without_plotting()
     kinds = _check_args(args)
     tqu = args.fields == "TQU"
     ndim = _npy_ndim(args.input) if kinds["input"] == "npy" else None
