@@ -12,6 +12,11 @@ window, 1 μK·arcmin white noise, Nside 2048, seeds 101, 102, ...; the default 
 ``--speed``
     ``/usr/bin/time -v combine inpaint --method wiener`` and ``--method gcr`` on the full mask
     (FITS in and out, as a user runs it): wall time, CPU time and peak resident memory.
+``--profile`` (after ``--speed`` has written its inputs)
+    Wall and CPU seconds of each stage of the Wiener command (FITS read and write, input checks,
+    hole grouping, group reach, ξ table, the fill, imports and the rest), for each
+    ``--profile-src`` tree (e.g. main's ``src`` and a branch's, alternating ``--profile-runs``
+    times on the same load).
 ``--skies K``
     For each of K skies: Wiener and one GCR fill of the full mask; GCR calibration
     E|gcr - truth|² / E|wiener - truth|² pooled and per hole size (terciles of the hole pixel count)
@@ -149,6 +154,76 @@ def step_speed(args, workdir, record):
     record[args.speed_key] = out
 
 
+#: Run inside the profiled process: times (wall, CPU) the stages of ``combine inpaint`` by
+#: wrapping the functions that carry them; what is left of the whole is imports and checks.
+_PROFILE_SCRIPT = r"""
+import json, sys, time
+T0, C0 = time.perf_counter(), time.process_time()
+import combine.commands.inpaint as inp
+getattr(inp, "_import_healpy_without_plotting", lambda: None)()
+import combine.healpix_inpaint, combine.image_io, combine.sphere.wiener as w
+from combine.cli import main
+stages = {}
+def timed(mod, name, label):
+    f = getattr(mod, name)
+    def wrapper(*a, **k):
+        t, c = time.perf_counter(), time.process_time()
+        try:
+            return f(*a, **k)
+        finally:
+            s = stages.setdefault(label, [0.0, 0.0])
+            s[0] += time.perf_counter() - t; s[1] += time.process_time() - c
+    setattr(mod, name, wrapper)
+timed(combine.image_io, "read_healpix_table", "read map")
+timed(combine.image_io, "read_healpix_fits", "read mask")
+timed(combine.image_io, "write_healpix_table", "write")
+timed(combine.healpix_inpaint, "check_healpix_inputs", "check inputs")
+timed(w, "hole_groups", "hole groups")
+timed(w, "CorrelationTable", "xi table")
+if hasattr(w, "_group_reach"):
+    timed(w, "_group_reach", "reach")
+timed(w, "fill_holes", "fill_holes (all)")
+status = main(sys.argv[1:])
+stages["total"] = [time.perf_counter() - T0, time.process_time() - C0]
+print("PROFILE", json.dumps({"status": status, "stages": stages}))
+"""
+
+
+def step_profile(args, workdir, record):
+    """Stages of ``combine inpaint --method wiener`` on the --speed inputs (wall and CPU seconds of
+    each: FITS read and write, input checks, hole grouping, group reach, ξ table, the fill), for
+    each source tree in --profile-src (default this one), --profile-runs times, alternating."""
+    srcs = [Path(s) for s in (args.profile_src or [str(ROOT / "src")])]
+    map_path, mask_path = workdir / "speed-map.fits", workdir / "speed-mask.fits"
+    if not map_path.exists():
+        raise SystemExit("--profile: run --speed once first (it writes the speed inputs)")
+    out = {"load_average_before": os.getloadavg(), "runs": []}
+    for run in range(args.profile_runs):
+        for src in srcs:
+            target = Path(args.profile_out) / f"profile-{run}-{len(out['runs'])}.fits"
+            env = dict(os.environ, PYTHONPATH=str(src), OMP_NUM_THREADS=str(args.threads))
+            cmd = [sys.executable, "-c", _PROFILE_SCRIPT, "inpaint", "--quiet", "--method", "wiener", "--input",
+                   str(map_path), "--mask", str(mask_path), "--output", str(target), "--overwrite"]
+            load = os.getloadavg()
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            line = next((x for x in proc.stdout.splitlines() if x.startswith("PROFILE ")), None)
+            if proc.returncode != 0 or line is None:
+                raise RuntimeError(proc.stderr[-2000:])
+            res = json.loads(line[len("PROFILE "):])
+            st = res["stages"]
+            fill = st.get("fill_holes (all)", [0.0, 0.0])
+            inner = [sum(st.get(k, [0.0, 0.0])[i] for k in ("hole groups", "xi table", "reach")) for i in (0, 1)]
+            st["fill: solve and rest"] = [fill[i] - inner[i] for i in (0, 1)]
+            outside = [sum(v[i] for k, v in st.items() if k in ("read map", "read mask", "write", "check inputs"))
+                       for i in (0, 1)]
+            st["imports and rest"] = [st["total"][i] - fill[i] - outside[i] for i in (0, 1)]
+            out["runs"].append({"src": str(src), "load_average": load, "stages": st})
+            print(src, json.dumps({k: [round(x, 3) for x in v] for k, v in st.items()}), flush=True)
+            target.unlink(missing_ok=True)
+    out["load_average_after"] = os.getloadavg()
+    record[args.profile_key] = out
+
+
 def _binned(cl, lo=30, hi=3030, width=100):
     edges = np.arange(lo, hi + 1, width)
     return np.array([cl[a:b].mean() for a, b in zip(edges[:-1], edges[1:])]), edges
@@ -270,6 +345,12 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--skies", type=int, default=0)
     p.add_argument("--figure", default=None)
+    p.add_argument("--profile", action="store_true", help="stage times of the --speed Wiener command")
+    p.add_argument("--profile-src", action="append", default=None, metavar="DIR",
+                   help="source tree(s) to profile (PYTHONPATH; repeat to compare, e.g. main's src)")
+    p.add_argument("--profile-runs", type=int, default=1)
+    p.add_argument("--profile-key", default="profile")
+    p.add_argument("--profile-out", default="/tmp", help="directory for the profiled runs' outputs (deleted)")
     args = p.parse_args()
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -283,8 +364,9 @@ def main():
                       "percent_masked": 100 * float((~valid).mean())}
     record["machine"] = {"cpus": os.cpu_count(), "load_average_start": os.getloadavg(),
                          "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-    for step, run in (("margins", step_margins), ("speed", step_speed), ("skies", step_skies)):
-        wanted = {"margins": args.margins, "speed": args.speed, "skies": args.skies}[step]
+    for step, run in (("margins", step_margins), ("speed", step_speed), ("skies", step_skies),
+                      ("profile", step_profile)):
+        wanted = {"margins": args.margins, "speed": args.speed, "skies": args.skies, "profile": args.profile}[step]
         if wanted:
             run(args, workdir, record)
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -113,3 +113,19 @@ def test_truncated_table_is_refused_in_one_line(tmp_path, capsys):
         err = capsys.readouterr().err
         assert status == 2 and "truncated FITS file" in err and str(tmp_path / "cut.fits") in err
         assert len(err.strip().splitlines()) == 1 and not (tmp_path / "out.fits").exists()
+
+
+@pytest.mark.parametrize("name", ["mask.fits", "mask.fits.gz"])
+def test_binary_mask_read_in_chunks(tmp_path, monkeypatch, name):
+    """A mask column read as booleans a chunk at a time equals ``values == 1``; a value other than
+    0 and 1 in any chunk (NaN, 0.5) is refused with their number and one example."""
+    monkeypatch.setattr(fits_raw, "CHUNK_PIXELS", 1000)
+    npix = hp.nside2npix(NSIDE)
+    mask = (np.random.default_rng(2).random(npix) > 0.2).astype(np.float32)
+    hp.write_map(tmp_path / name, mask, dtype=np.float32)
+    got = read_healpix_fits(tmp_path / name, binary_mask=True).values
+    assert got.dtype == bool and np.array_equal(got, mask == 1)
+    mask[[5, 2500]] = [np.nan, 0.5]
+    hp.write_map(tmp_path / name, mask, dtype=np.float32, overwrite=True)
+    with pytest.raises(InputError, match=r"mask is not binary \(2 pixels other than 0 and 1, e.g. nan\)"):
+        read_healpix_fits(tmp_path / name, binary_mask=True)

@@ -153,6 +153,15 @@ class RawTable:
             out[r0 * repeat: r1 * repeat].reshape(r1 - r0, repeat)[...] = self.rows(r0, r1)[f"c{i}"]
         return out
 
+    def chunks(self, i: int):
+        """``(start, values)`` pieces of column ``i`` in order (big-endian as stored), about
+        :data:`CHUNK_PIXELS` values each: a column converted piece by piece is never whole in memory."""
+        repeat = self.columns[i][0]
+        step = max(1, CHUNK_PIXELS // repeat)
+        for r0 in range(0, self.n_rows, step):
+            r1 = min(r0 + step, self.n_rows)
+            yield r0 * repeat, self.rows(r0, r1)[f"c{i}"].reshape(-1)
+
     def values(self, i: int, start: int, stop: int) -> np.ndarray:
         """Values ``start:stop`` of column ``i`` (big-endian as stored), both multiples of its repeat."""
         repeat = self.columns[i][0]

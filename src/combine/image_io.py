@@ -115,8 +115,13 @@ class HealpixMap:
     primary_header: object
 
 
-def read_healpix_fits(path, *, field: int = 0) -> HealpixMap:
+def read_healpix_fits(path, *, field: int = 0, binary_mask: bool = False) -> HealpixMap:
     """Read column ``field`` of a full-sky HEALPix FITS map (module docstring).
+
+    With ``binary_mask`` the column is a mask and ``values`` are booleans, True where it holds 1
+    (valid), False where 0 (hole); any other value (NaN included) is an InputError giving their
+    number and an example. A plain column is converted a chunk at a time, so the column itself
+    (200 MB of float32 for an Nside 2048 mask) is never held in memory.
 
     Raises InputError if the file is missing, not FITS, has no HEALPix binary table, is a
     partial-sky map, or its pixel count does not match ``NSIDE``.
@@ -126,7 +131,7 @@ def read_healpix_fits(path, *, field: int = 0) -> HealpixMap:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            hm = _read_healpix_hdul(path, field)
+            hm = _read_healpix_hdul(path, field, binary_mask)
         except InputError as exc:
             error = exc
     truncated = [w for w in caught if "truncated" in str(w.message).lower()]
@@ -137,7 +142,24 @@ def read_healpix_fits(path, *, field: int = 0) -> HealpixMap:
     return hm
 
 
-def _read_healpix_hdul(path, field):
+def _binary_mask(path, pieces, n: int) -> np.ndarray:
+    """``value == 1`` over ``(start, values)`` pieces of a mask column; InputError unless every
+    value is 0 or 1."""
+    valid = np.empty(n, dtype=bool)
+    n_bad, example = 0, None
+    for start, v in pieces:
+        ok = valid[start:start + v.size]
+        np.equal(v, 1, out=ok)
+        bad = ~ok & (v != 0)
+        if bad.any():
+            n_bad += int(bad.sum())
+            example = v[bad][0].item() if example is None else example
+    if n_bad:
+        raise InputError(f"{path}: mask is not binary ({n_bad} pixels other than 0 and 1, e.g. {example!r})")
+    return valid
+
+
+def _read_healpix_hdul(path, field, binary_mask=False):
     import healpy as hp
     from astropy.io import fits
 
@@ -182,11 +204,13 @@ def _read_healpix_hdul(path, field):
                 raise InputError(f"{path}: no column {field} (the map has {n_fields})")
             elif raw is not None:
                 col = hdu.columns[field]
-                values = raw.column(field)
+                values = _binary_mask(path, raw.chunks(field), raw.size(field)) if binary_mask else raw.column(field)
             else:
                 col = hdu.columns[field]
                 data = np.asarray(hdu.data.field(field))
                 values = data.astype(data.dtype.newbyteorder("="), copy=True).ravel()
+                if binary_mask:
+                    values = _binary_mask(path, [(0, values)], values.size)
         except InputError:
             raise
         except TruncatedData as exc:

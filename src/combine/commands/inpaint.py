@@ -331,7 +331,7 @@ def _read_mask(args, kind, nest, npix):
     from ..image_io import read_healpix_fits, read_npy
 
     if kind == "fits":
-        hm = read_healpix_fits(args.mask, field=0)
+        hm = read_healpix_fits(args.mask, field=0, binary_mask=True)  # booleans: 1 byte a pixel, not 4
         values, mask_nest = hm.values, (hm.nest if hm.ordering_in_header else None)
     elif kind == "npy":
         values, mask_nest = read_npy(args.mask, ndims=(1,)), None
