@@ -6,12 +6,9 @@ use; every writer writes atomically (:func:`combine.atomic.atomic_path`).
 HEALPix FITS
 ------------
 The map is the first binary-table HDU with ``PIXTYPE = 'HEALPIX'`` (or an ``NSIDE`` keyword),
-its header read with astropy. Its data: plain numeric columns of an uncompressed file are read
-and written by :mod:`combine.fits_raw` (numpy on the file's bytes: the same values and the same
-output bytes as astropy, without astropy's record-array copies, ~1 s per 200 MB map), each
-column only when it is used, a column never used being copied from the input file into the
-output unchanged; anything else (gzip-compressed files, logical or scaled columns) goes through
-astropy. Ordering is RING unless the header says
+its header read with astropy; plain numeric columns of an uncompressed file are read (each only
+when used) and written (an unused one copied from the input's bytes) by :mod:`combine.fits_raw`,
+anything else (gzip, logical or scaled columns) by astropy. Ordering is RING unless the header says
 ``ORDERING = 'NESTED'``; the column's ``TUNITn`` is the unit; every other keyword of that HDU
 (and of the primary HDU) is kept and written back unchanged, so a map comes out with the
 ordering, Nside, unit and keywords it went in with. Masked pixels may hold ``UNSEEN`` or NaN.
@@ -46,7 +43,7 @@ import numpy as np
 
 from .atomic import atomic_path
 from .errors import InputError
-from .fits_raw import PLAIN_TYPES, LazyColumns, RawTable, TruncatedData, is_uncompressed_fits, plain_columns, write_table
+from .fits_raw import PLAIN_TYPES, LazyColumns, TruncatedData, mask_to_valid, raw_table, write_table
 
 #: μK per grey level of PNG images: levels 0..255 span −500..+500 μK.
 PNG_SCALE_UK = 500.0 / 127.5
@@ -142,23 +139,6 @@ def read_healpix_fits(path, *, field: int = 0, binary_mask: bool = False) -> Hea
     return hm
 
 
-def _binary_mask(path, pieces, n: int) -> np.ndarray:
-    """``value == 1`` over ``(start, values)`` pieces of a mask column; InputError unless every
-    value is 0 or 1."""
-    valid = np.empty(n, dtype=bool)
-    n_bad, example = 0, None
-    for start, v in pieces:
-        ok = valid[start:start + v.size]
-        np.equal(v, 1, out=ok)
-        bad = ~ok & (v != 0)
-        if bad.any():
-            n_bad += int(bad.sum())
-            example = v[bad][0].item() if example is None else example
-    if n_bad:
-        raise InputError(f"{path}: mask is not binary ({n_bad} pixels other than 0 and 1, e.g. {example!r})")
-    return valid
-
-
 def _read_healpix_hdul(path, field, binary_mask=False):
     import healpy as hp
     from astropy.io import fits
@@ -184,7 +164,7 @@ def _read_healpix_hdul(path, field, binary_mask=False):
             if ordering not in ("", "RING", "NESTED", "NEST"):
                 raise InputError(f"{path}: unknown HEALPix ORDERING {ordering!r} (expected RING or NESTED)")
             n_fields = len(hdu.columns)
-            raw = _raw_table(path, hdul, hdu)
+            raw = raw_table(path, hdul, hdu)
             if raw is not None and field is None:
                 names = [c.name or f"COLUMN{i + 1}" for i, c in enumerate(hdu.columns)]
                 units = [c.unit or None for c in hdu.columns]
@@ -204,13 +184,13 @@ def _read_healpix_hdul(path, field, binary_mask=False):
                 raise InputError(f"{path}: no column {field} (the map has {n_fields})")
             elif raw is not None:
                 col = hdu.columns[field]
-                values = _binary_mask(path, raw.chunks(field), raw.size(field)) if binary_mask else raw.column(field)
+                values = mask_to_valid(path, raw.chunks(field), raw.size(field)) if binary_mask else raw.column(field)
             else:
                 col = hdu.columns[field]
                 data = np.asarray(hdu.data.field(field))
                 values = data.astype(data.dtype.newbyteorder("="), copy=True).ravel()
                 if binary_mask:
-                    values = _binary_mask(path, [(0, values)], values.size)
+                    values = mask_to_valid(path, [(0, values)], values.size)
         except InputError:
             raise
         except TruncatedData as exc:
@@ -236,16 +216,6 @@ def _read_healpix_hdul(path, field, binary_mask=False):
         return HealpixMap(values=values, nside=nside, nest=ordering in ("NESTED", "NEST"),
                           ordering_in_header=bool(ordering), unit=(col.unit or None), column=col.name or "T",
                           header=keep, primary_header=primary)
-
-
-def _raw_table(path, hdul, hdu):
-    """The table's rows, memory-mapped (:class:`combine.fits_raw.RawTable`), if the file is an
-    uncompressed FITS file and the table's columns are plain numbers; None: read with astropy."""
-    columns = plain_columns(hdu.header)
-    if columns is None or not is_uncompressed_fits(path):
-        return None
-    index = next(i for i, h in enumerate(hdul) if h is hdu)
-    return RawTable(path, hdul.fileinfo(index)["datLoc"], int(hdu.header["NAXIS2"]), columns)
 
 
 def _keep_keyword(key: str) -> bool:
