@@ -14,7 +14,9 @@ noise, Q/U at √2 the T level unless the sky sets it):
     \\mu_h = C_{ho} (C_{oo} + N_o)^{-1} d_o, \\qquad
     x_h = \\mu_h + S z, \\quad SS^T = C_{hh} + N_h - C_{ho} (C_{oo} + N_o)^{-1} C_{oh}, \\quad z \\sim N(0, I).
 
-T informs Q and U through TE (the solve is joint). The draw of group ``g`` comes from
+T informs Q and U through TE (the solve is joint). ``tqu_solve="split"`` fills T alone and Q, U
+jointly from Q, U alone with their own, narrower margin (:mod:`combine.sphere.split`: TE ignored,
+cheaper; its cost and accuracy against the joint fill are measured in docs/polarisation.md). The draw of group ``g`` comes from
 ``numpy.random.default_rng([seed, 0, g])``: a realisation depends only on its seed. Valid pixels
 are bit-identical. A group with more than ``MAX_GROUP_PIXELS_TQU`` pixels (a Galactic cut, not a
 point source) is an :class:`InputError`: its dense solve would not fit.
@@ -54,7 +56,8 @@ def _check_inputs(tqu_map, mask):
 
 
 def sphere_tqu_fill(tqu_map, mask, *, sky: Sky, seed=None, gcr: bool = False, nest: bool = False, progress=None,
-                    rng=None, margin_arcmin=None, margin_px=None, pixwin: bool = True, **options) -> np.ndarray:
+                    rng=None, margin_arcmin=None, margin_px=None, pixwin: bool = True, tqu_solve: str = "joint",
+                    margin_qu_px=None, **options) -> np.ndarray:
     """Local Wiener fill (or GCR with ``gcr=True``) of the holes of a (3, Npix) T, Q, U map (module docstring).
 
     Parameters
@@ -71,6 +74,9 @@ def sphere_tqu_fill(tqu_map, mask, *, sky: Sky, seed=None, gcr: bool = False, ne
         a margin three times larger (:data:`combine.sphere.wiener.DEFAULT_MARGIN_PX`).
     pixwin : bool
         Whether the map carries the HEALPix pixel window (a synthesised map does).
+    tqu_solve : {"joint", "split"}
+        Joint T, Q, U solve (default) or T alone and Q, U from Q, U alone (margin ``margin_qu_px``,
+        default :data:`combine.sphere.split.DEFAULT_MARGIN_QU_PX`); the T margin is the one above.
     progress : callable, optional
         Called with the number of holes done (after each batch of groups).
     **options
@@ -101,7 +107,8 @@ def sphere_tqu_fill(tqu_map, mask, *, sky: Sky, seed=None, gcr: bool = False, ne
         seed = int(rng.integers(2**63))
     res = fill_holes(m, valid, sky=sky, nest=nest,
                      margin_px=margin, realisations=1 if gcr else 0, seed=seed if gcr else None,
-                     pixel_window=bool(pixwin), progress=progress if callable(progress) else False, **options)
+                     pixel_window=bool(pixwin), progress=progress if callable(progress) else False,
+                     tqu_solve=tqu_solve, margin_qu_px=margin_qu_px, **options)
     return res.apply(m, res.draws_uk[0] if gcr else None)
 
 

@@ -101,6 +101,13 @@ def register(subparsers, common):
                         "or (N, 3, H, W) patches)")
     p.add_argument("--margin", type=float, default=None, metavar="PX",
                    help="sphere-native methods: context margin in map pixels (default: the measured one)")
+    p.add_argument("--tqu-solve", choices=("joint", "split"), default="joint",
+                   help="--fields TQU on HEALPix with --method wiener / lwiener / gcr: joint (default: the exact "
+                        "T, Q, U conditional mean, T informing Q/U through TE) or split (T alone, then Q, U "
+                        "jointly from Q, U alone with a narrower context, TE ignored: cheaper, slightly less "
+                        "accurate; measured in docs/polarisation.md)")
+    p.add_argument("--margin-qu", type=float, default=None, metavar="PX",
+                   help="--tqu-solve split: Q/U context margin in map pixels (default: the measured one)")
     p.add_argument("--batch-size", type=int, default=16, help="patches per network call (default %(default)s)")
     p.add_argument("--nest", action="store_true",
                    help="HEALPix NESTED ordering for inputs that do not say (1-D .npy, FITS without ORDERING)")
@@ -145,6 +152,10 @@ def _check_args(args):
             raise InputError(f"{name}: must lie in [0, {upper:g}], got {value}")
     if args.margin is not None and not (math.isfinite(args.margin) and 0 < args.margin <= 200):
         raise InputError(f"--margin: must lie in (0, 200] pixels, got {args.margin}")
+    if args.margin_qu is not None and not (math.isfinite(args.margin_qu) and 0 < args.margin_qu <= 200):
+        raise InputError(f"--margin-qu: must lie in (0, 200] pixels, got {args.margin_qu}")
+    if args.margin_qu is not None and args.tqu_solve != "split":
+        raise InputError("--margin-qu: applies only to --tqu-solve split")
     if args.unit is not None:
         from ..image_io import unit_to_uk
 
@@ -257,9 +268,14 @@ def run(args):
 
         if healpix:
             check_tqu_args(args)
+        elif args.tqu_solve != "joint":
+            raise InputError(f"--tqu-solve {args.tqu_solve}: applies to HEALPix T, Q, U maps (the sphere fills), "
+                             f"not to {args.input}")
         elif kinds["input"] != "npy" or (ndim is not None and ndim != 4):
             raise InputError(f"{args.input}: --fields TQU takes a HEALPix T, Q, U map (.fits, or a (3, Npix) .npy) "
                              f"or (N, 3, H, W) .npy patches" + (f", not a {ndim}-D array" if ndim else ""))
+    if args.tqu_solve != "joint" and not tqu:
+        raise InputError(f"--tqu-solve {args.tqu_solve}: applies only to --fields TQU")
     model = None
     if args.model is not None:
         from ..models import load_model

@@ -6,6 +6,9 @@ What is read (columns by name, POLCCONV, per-column units): :mod:`combine.tqu_fi
   (:func:`combine.baselines.sphere_wiener_pol.sphere_tqu_fill`; ``lwiener`` is the same fill, as
   for T maps, where both are the sphere-native local solve); ``--method gcr``: that mean plus a
   seeded draw from the exact conditional covariance. One mask for the three fields.
+  ``--tqu-solve split``: T filled alone (the T map's fill, margin ``--margin``) and Q, U jointly from
+  Q, U alone (:mod:`combine.sphere.split`, margin ``--margin-qu``, TE ignored); recorded in the
+  COMBTQUS (and COMBMGQU: the Q/U margin) header cards.
 - any other ``--method`` (diffusive, biharmonic, gmrf, ...): the scalar fill of each field on its
   own through gnomonic patches (:func:`combine.healpix_inpaint.inpaint_healpix`), Q and U as
   scalars in healpy's frame: a baseline of what a fill ignorant of spin 2 leaks. A 3-column mask
@@ -41,6 +44,10 @@ def check_tqu_args(args) -> None:
         raise InputError("--spectrum: gives TT only; T, Q, U maps need the CAMB TT, EE, BB, TE spectra")
     if args.column is not None:
         raise InputError("--column: --fields TQU reads the T, Q, U columns by name (I_STOKES, Q_STOKES, U_STOKES, ...)")
+    if args.tqu_solve != "joint" and args.method not in SPHERE_TQU_METHODS:
+        how = f"--model {args.model}" if args.model is not None else f"--method {args.method}"
+        raise InputError(f"--tqu-solve {args.tqu_solve}: applies to --method {', '.join(SPHERE_TQU_METHODS)} "
+                         f"(the sphere fills), not to {how}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -228,6 +235,10 @@ def run_tqu_healpix(args, kinds, seed, *, sky_of, sky_cards, patch_method, outpu
     n_masked = sum(h.size for h in holes)
     cards = sky_cards(sky, args, seed) if (model is None or prefill) else [("COMBMETH", f"model {args.model}", "")]
     cards = cards + [("COMBFLDS", "TQU", "T, Q, U filled (POLCCONV of the file)")]
+    if model is None and args.method in SPHERE_TQU_METHODS:
+        cards.append(("COMBTQUS", args.tqu_solve, "T, Q, U solve: joint, or split (T | Q, U; no TE)"))
+        if args.tqu_solve == "split":
+            cards.append(("COMBMGQU", float(qu_margin_px(args)), "Q/U context margin (map pixels) of the split"))
     history = f"combine inpaint: {n_masked} masked T, Q, U pixels filled ({args.method or 'model ' + str(args.model)})"
     for r, (out, fill) in enumerate(zip(outs, fills)):
         extra = list(cards) + ([("COMBREAL", r, "realisation index")] if len(outs) > 1 else [])
@@ -277,17 +288,27 @@ def default_margin_px(sky, nside: int) -> float:
     return max(2.0 * sky.beam_fwhm_arcmin / hp.nside2resol(nside, arcmin=True), 4.0)
 
 
+def qu_margin_px(args) -> float:
+    """Q/U margin of ``--tqu-solve split``: ``--margin-qu`` or :data:`combine.sphere.split.DEFAULT_MARGIN_QU_PX`."""
+    from ..sphere.split import DEFAULT_MARGIN_QU_PX
+
+    return DEFAULT_MARGIN_QU_PX if args.margin_qu is None else float(args.margin_qu)
+
+
 def _sphere_fills(args, tqu_uk, valid, sky, seed, nest, n_out, nside, noise_var):
-    """Joint T, Q, U sphere fill (or ``n_out`` GCR realisations, one call): (list of (3, n) values
-    in μK, one per output; the n hole pixels; description)."""
+    """Joint (or ``--tqu-solve split``) T, Q, U sphere fill, or ``n_out`` GCR realisations in one
+    call: (list of (3, n) values in μK, one per output; the n hole pixels; description)."""
     from ..sphere.wiener import fill_holes
 
     gcr = SPHERE_TQU_METHODS[args.method]
     margin = default_margin_px(sky, nside) if args.margin is None else float(args.margin)
+    split = {"tqu_solve": "split", "margin_qu_px": qu_margin_px(args)} if args.tqu_solve == "split" else {}
     result = fill_holes(tqu_uk, valid, sky=sky, nest=nest, noise_var_map=noise_var, realisations=n_out if gcr else 0,
-                        seed=seed if gcr else None, progress=True, margin_px=margin, mask_source=str(args.mask))
+                        seed=seed if gcr else None, progress=True, margin_px=margin, mask_source=str(args.mask), **split)
     fills = list(result.draws_uk) if gcr else [result.mean_uk]
-    what = f"{result.groups.n_holes} holes ({len(result.groups)} groups) on the sphere with {args.method} (joint T, Q, U)"
+    how = (f"split: T alone at {margin:.3g} px, Q, U from Q, U alone at {qu_margin_px(args):.3g} px" if split
+           else "joint T, Q, U")
+    what = f"{result.groups.n_holes} holes ({len(result.groups)} groups) on the sphere with {args.method} ({how})"
     return fills, np.asarray(result.groups.hole_pixels), what
 
 
@@ -329,4 +350,5 @@ def _per_field_fills(args, tqu_uk, valid, filler, nest):
     return [fill], f"holes through patches with {args.method} per field (T, Q, U as scalars)"
 
 
-__all__ = ["run_tqu_healpix", "check_tqu_args", "read_tqu_noise_map", "default_margin_px", "SPHERE_TQU_METHODS"]
+__all__ = ["run_tqu_healpix", "check_tqu_args", "read_tqu_noise_map", "default_margin_px", "qu_margin_px",
+           "SPHERE_TQU_METHODS"]

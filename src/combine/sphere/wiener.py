@@ -48,6 +48,7 @@ import torch
 
 from ..errors import InputError
 from .covariance import CorrelationTable, noise_variance_uk2
+from .covariance_qu import qu_table
 from .covariance_tqu import tqu_table
 from .holes import HoleGroups, hole_groups
 
@@ -62,6 +63,13 @@ MAX_GROUP_PIXELS = 8000
 
 #: The same for T, Q, U (3 unknowns per pixel: 3000 pixels give 9000², 650 MB, plus its factor).
 MAX_GROUP_PIXELS_TQU = 3000
+
+#: The same for Q, U alone (2 unknowns per pixel: 4500 pixels give the same 9000²).
+MAX_GROUP_PIXELS_QU = 4500
+
+#: T, Q, U formulations of :func:`fill_holes` (``tqu_solve``): the joint solve, or T alone and Q, U
+#: jointly from Q, U alone (:mod:`combine.sphere.split`).
+TQU_SOLVES = ("joint", "split")
 
 #: Bytes of matrix per batch of groups (a task of the thread pool; each group is solved at its own size).
 BATCH_BYTES = 16 * 2**20
@@ -170,7 +178,7 @@ def _factor(c: torch.Tensor, refill, scale: float) -> None:
 
 class _Problem:
     """Everything a group's solve needs that is shared: the map (fields, Npix), the table, the noise
-    (per field: a float or a map), the options. ``fields`` = 1 (T) or 3 (T, Q, U, pixel-major)."""
+    (per field: a float or a map), the options. ``fields`` = 1 (T), 2 (Q, U) or 3 (T, Q, U), pixel-major."""
 
     def __init__(self, hmap, groups, table, noise, realisations, seed):
         self.hmap, self.groups, self.table, self.noise = hmap, groups, table, noise
@@ -291,8 +299,9 @@ def _batches(groups: HoleGroups, fields: int = 1) -> list[list[int]]:
 
 def _noise_per_field(sky, nside: int, fields: int, noise_var_map):
     """Noise variance of each field (a float or a map, μK²): T from :func:`noise_variance_uk2`;
-    Q, U from a (3, Npix) ``noise_var_map``, else white at ``sky.noise_qu_uk_arcmin`` — or twice
-    the T variance map when the T noise is a map (the DESIGN's √2 for Q/U)."""
+    Q, U from a (3, Npix) ((2, Npix) for ``fields`` = 2: Q, U alone) ``noise_var_map``, else white at
+    ``sky.noise_qu_uk_arcmin`` — or twice the T variance map when the T noise is a map (the DESIGN's
+    √2 for Q/U)."""
     import healpy as hp
 
     if fields == 1:
@@ -301,15 +310,15 @@ def _noise_per_field(sky, nside: int, fields: int, noise_var_map):
         return [noise_variance_uk2(sky, nside, noise_var_map)]
     if noise_var_map is not None:
         var = np.asarray(noise_var_map)
-        if var.shape != (3, hp.nside2npix(nside)):
-            raise InputError(f"noise map: expected T, Q, U variances of shape (3, {hp.nside2npix(nside)}), "
-                             f"got {var.shape}")
-        return [var[0], var[1], var[2]]
+        if var.shape != (fields, hp.nside2npix(nside)):
+            raise InputError(f"noise map: expected {'T, Q, U' if fields == 3 else 'Q, U'} variances of shape "
+                             f"({fields}, {hp.nside2npix(nside)}), got {var.shape}")
+        return list(var)
     t = noise_variance_uk2(sky, nside, None)
     if np.ndim(t) == 0:
         p = (sky.noise_qu_uk_arcmin / hp.nside2resol(nside, arcmin=True)) ** 2
-        return [t, p, p]
-    return [t, 2.0 * t, 2.0 * t]
+        return [t, p, p][3 - fields:]
+    return [t, 2.0 * t, 2.0 * t][3 - fields:]
 
 
 #: Pixels per pass of :func:`_group_reach` (two (n, 3) float64 arrays: 48 MB).
@@ -353,14 +362,16 @@ def _group_reach(groups: HoleGroups) -> float:
 def fill_holes(hmap, valid, *, sky, nest: bool = False, margin_px: float = DEFAULT_MARGIN_PX, noise_var_map=None,
                realisations: int = 0, seed: int | None = None, lmax: int | None = None, pixel_window: bool = True,
                threads: int | None = None, progress=False, max_group_pixels: int | None = None,
-               mask_source: str = "mask") -> SphereFill:
+               mask_source: str = "mask", tqu_solve: str = "joint", margin_qu_px: float | None = None) -> SphereFill:
     """Conditional mean (and ``realisations`` constrained draws) of every hole (module docstring).
 
     Parameters
     ----------
-    hmap : ndarray (12 Nside²,) or (3, 12 Nside²)
-        Map in μK: temperature, or T, Q, U (healpy's polarisation convention), filled jointly with
-        the spin-2 covariance of :mod:`.covariance_tqu`. Masked pixels may hold anything (not read).
+    hmap : ndarray (12 Nside²,), (2, 12 Nside²) or (3, 12 Nside²)
+        Map in μK: temperature; Q, U alone (spin-2 covariance of :mod:`.covariance_qu`, TE
+        ignored); or T, Q, U (healpy's polarisation convention), filled jointly with the spin-2
+        covariance of :mod:`.covariance_tqu` (or split, ``tqu_solve``). Masked pixels may hold
+        anything (not read).
     valid : ndarray of bool (12 Nside²,)
         True where observed, same ordering as ``hmap``; one mask for all fields.
     sky : combine.sky.Sky
@@ -379,12 +390,20 @@ def fill_holes(hmap, valid, *, sky, nest: bool = False, margin_px: float = DEFAU
         ``True``: a progress bar over groups; a callable: called with the number of holes done.
     max_group_pixels : int, optional
         Largest group (hole + context pixels): :data:`MAX_GROUP_PIXELS` for T,
-        :data:`MAX_GROUP_PIXELS_TQU` for TQU (3 unknowns per pixel).
+        :data:`MAX_GROUP_PIXELS_TQU` for TQU (3 unknowns per pixel), :data:`MAX_GROUP_PIXELS_QU` for Q, U.
+    tqu_solve : {"joint", "split"}
+        For a T, Q, U map: ``"joint"`` (default, the exact conditional mean, T and Q/U informing
+        each other through TE) or ``"split"`` (:func:`combine.sphere.split.fill_split`: T as a T map
+        alone with ``margin_px``, Q, U jointly from Q, U alone with ``margin_qu_px``; TE ignored).
+    margin_qu_px : float, optional
+        Q/U context margin of the split solve, in map pixels (default
+        :data:`combine.sphere.split.DEFAULT_MARGIN_QU_PX`).
 
     Returns
     -------
     SphereFill
-        ``mean_uk`` (n,) for T or (3, n) for TQU over ``groups.hole_pixels``; ``draws_uk`` (R, n) or (R, 3, n).
+        ``mean_uk`` (n,) for T or (fields, n) over ``groups.hole_pixels``; ``draws_uk`` (R, n) or
+        (R, fields, n). A split solve returns the groups of its T fill.
     """
     import healpy as hp
 
@@ -394,8 +413,8 @@ def fill_holes(hmap, valid, *, sky, nest: bool = False, margin_px: float = DEFAU
     nside = int(hp.npix2nside(valid.size))
     hmap = np.asarray(hmap)
     fields = 1 if hmap.ndim == 1 else int(hmap.shape[0])
-    if hmap.shape[-1] != valid.size or fields not in (1, 3) or hmap.ndim > 2:
-        raise InputError(f"map: expected {valid.size} pixels of T or of T, Q, U, got shape {hmap.shape}")
+    if hmap.shape[-1] != valid.size or fields not in (1, 2, 3) or hmap.ndim > 2:
+        raise InputError(f"map: expected {valid.size} pixels of T, of Q, U or of T, Q, U, got shape {hmap.shape}")
     if not (math.isfinite(margin_px) and margin_px > 0):
         raise InputError(f"margin_px: must be > 0, got {margin_px!r}")
     realisations = int(realisations)
@@ -403,8 +422,19 @@ def fill_holes(hmap, valid, *, sky, nest: bool = False, margin_px: float = DEFAU
         raise InputError(f"realisations: must be >= 0, got {realisations}")
     if realisations and seed is None:
         raise InputError("seed: a constrained realisation needs a seed")
+    if tqu_solve not in TQU_SOLVES:
+        raise InputError(f"tqu_solve: expected one of {', '.join(TQU_SOLVES)}, got {tqu_solve!r}")
+    if margin_qu_px is not None and not (fields == 3 and tqu_solve == "split"):
+        raise InputError("margin_qu_px: only for a T, Q, U map with tqu_solve='split'")
+    if fields == 3 and tqu_solve == "split":
+        from .split import fill_split
+
+        return fill_split(hmap, valid, sky=sky, nest=nest, margin_px=margin_px, margin_qu_px=margin_qu_px,
+                          noise_var_map=noise_var_map, realisations=realisations, seed=seed, lmax=lmax,
+                          pixel_window=pixel_window, threads=threads, progress=progress,
+                          max_group_pixels=max_group_pixels, mask_source=mask_source)
     if max_group_pixels is None:
-        max_group_pixels = MAX_GROUP_PIXELS if fields == 1 else MAX_GROUP_PIXELS_TQU
+        max_group_pixels = {1: MAX_GROUP_PIXELS, 2: MAX_GROUP_PIXELS_QU, 3: MAX_GROUP_PIXELS_TQU}[fields]
     margin_rad = float(margin_px) * hp.nside2resol(nside)
     groups = hole_groups(valid, nside, nest=nest, margin_rad=margin_rad, max_group_pixels=max_group_pixels,
                          mask_source=mask_source)
@@ -424,6 +454,8 @@ def fill_holes(hmap, valid, *, sky, nest: bool = False, margin_px: float = DEFAU
     max_theta = min(math.pi, 4.0 * math.asin(min(1.0, reach / 2.0)) + 4.0 * hp.nside2resol(nside))
     if fields == 1:
         table = CorrelationTable(sky, nside if pixel_window else None, max_theta, lmax=lmax)
+    elif fields == 2:
+        table = qu_table(sky, nside if pixel_window else None, max_theta, lmax=lmax)
     else:
         table = tqu_table(sky, nside if pixel_window else None, max_theta, lmax=lmax)
     problem = _Problem(hmap.reshape(fields, -1), groups, table, noise, realisations, seed)
@@ -470,4 +502,4 @@ def gcr_fill_sphere(hmap, mask, *, sky, seed: int, nest: bool = False, **options
 
 
 __all__ = ["fill_holes", "wiener_fill_sphere", "gcr_fill_sphere", "SphereFill", "DEFAULT_MARGIN_PX", "MAX_GROUP_PIXELS",
-           "MAX_GROUP_PIXELS_TQU"]
+           "MAX_GROUP_PIXELS_TQU", "MAX_GROUP_PIXELS_QU", "TQU_SOLVES"]
