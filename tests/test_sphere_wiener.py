@@ -225,3 +225,18 @@ def test_gcr_mean_from_the_joint_factor_is_the_wiener_mean(sky, sim):
     assert np.max(np.abs(g.mean_uk - w.mean_uk)) < 1e-9 * rms
     noise_rms = NOISE / hp.nside2resol(NSIDE, arcmin=True)  # N_h enters the draw: at least this scatter
     assert np.sqrt(np.mean((g.draws_uk - g.mean_uk) ** 2)) > 0.8 * noise_rms
+
+
+def test_table_end_row_is_the_last_grid_value(sky):
+    """The look-up at the table's last grid point (x = points - 1, no index clamping) uses the end
+    row of with_end_row: it returns the tabulated value there (a copy of the last interval's row
+    would return the value one grid step earlier, ~1e-4 of xi(0) away at this grid)."""
+    import torch
+
+    from combine.sphere.covariance import CorrelationTable
+
+    table = CorrelationTable(sky, NSIDE, 0.3, lmax=LMAX)
+    last = float(table.values_uk2[-1])
+    assert abs(last - float(table.values_uk2[-2])) > 1e-6 * table.xi0_uk2  # the test can tell them apart
+    got = table(torch.tensor([table.d2_max, table.d2_max * (1 - 1e-14)], dtype=torch.float64))
+    assert np.all(np.abs(got.numpy() - last) < 1e-9 * table.xi0_uk2)

@@ -130,7 +130,7 @@ class TQUCorrelationTable:
         while True:
             self.step = self.d2_max / (points - 1)
             values = values_at(np.linspace(0.0, self.d2_max, points))
-            self._coeffs = torch.from_numpy(_cov.cubic_coefficients(values))
+            self._coeffs = torch.from_numpy(_cov.with_end_row(_cov.cubic_coefficients(values)))
             self.xi0_uk2 = float(values[0, 0])  # ξ^TT(0): the scale of the solver's ridge
             self.scale_uk2 = np.array([values[0, 0], values[1, 0], values[1, 0],
                                        math.sqrt(values[0, 0] * values[1, 0])])
@@ -150,7 +150,7 @@ class TQUCorrelationTable:
 
     def _interp(self, x: torch.Tensor) -> torch.Tensor:
         """The four functions at grid coordinates ``x`` = d²/step (clamped): shape (..., 4)."""
-        i = x.to(torch.int32).clamp_(max=self._coeffs.shape[0] - 1)
+        i = x.to(torch.int32)  # <= points - 1: the table's end row covers it
         t = x.sub_(i).unsqueeze(-1)
         c = torch.index_select(self._coeffs, 0, i.view(-1)).view(*i.shape, 4, 4)
         r = torch.addcmul(c[..., 2], c[..., 3], t)
