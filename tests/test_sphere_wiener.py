@@ -179,10 +179,11 @@ def test_scaled_chords_keep_the_precision_of_small_separations():
     assert np.max(np.abs(naive - exact)[off] / exact[off]) > 1e-10
 
 
-def test_factor_in_place_and_its_ridge():
-    """_factor: U (upper, zeros below) with UᵀU = A to rounding for a PD A; for a rank-5 A the
-    smallest tenfold ridge from 1e-7·scale that makes it PD is added (UᵀU - A is r·I, 1e-7 <= r/scale <= 1e-3);
-    an indefinite A is refused."""
+@pytest.mark.parametrize("lapack", [True, False])
+def test_factor_in_place_and_its_ridge(lapack):
+    """_factor (LAPACK in place, or torch's fallback): U (upper, zeros below) with UᵀU = A to rounding
+    for a PD A; for a rank-5 A the smallest tenfold ridge from 1e-7·scale that makes it PD is added
+    (UᵀU - A is r·I, 1e-7 <= r/scale <= 1e-3); an indefinite A is refused."""
     import torch
 
     from combine.sphere.wiener import _factor
@@ -191,7 +192,7 @@ def test_factor_in_place_and_its_ridge():
     x = rng.standard_normal((40, 40))
     a = x @ x.T + 40 * np.eye(40)
     c = torch.from_numpy(np.triu(a) + np.tril(np.full((40, 40), np.nan), -1))  # nothing read below
-    _factor(c, None, 1.0)
+    _factor(c, None, 1.0, lapack)
     u = c.numpy()
     assert np.array_equal(np.tril(u, -1), np.zeros((40, 40)))
     assert np.max(np.abs(u.T @ u - a)) < 1e-12 * np.abs(a).max()
@@ -205,14 +206,14 @@ def test_factor_in_place_and_its_ridge():
         c.copy_(torch.from_numpy(np.triu(a)))
 
     refill()
-    _factor(c, refill, scale)
+    _factor(c, refill, scale, lapack)
     u = c.numpy()
     ridge = (u.T @ u - a) / scale
     r = float(np.mean(np.diag(ridge)))
     assert 1e-7 * 0.99 <= r <= 1e-3 and np.max(np.abs(ridge - r * np.eye(40))) < 1e-9
     c.copy_(torch.from_numpy(np.triu(-np.eye(40))))
     with pytest.raises(RuntimeError, match="not positive definite"):
-        _factor(c, lambda: c.copy_(torch.from_numpy(-np.eye(40))), 1.0)
+        _factor(c, lambda: c.copy_(torch.from_numpy(-np.eye(40))), 1.0, lapack)
 
 
 def test_gcr_mean_from_the_joint_factor_is_the_wiener_mean(sky, sim):

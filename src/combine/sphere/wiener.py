@@ -108,22 +108,24 @@ def _torch_threads(n: int):
         torch.set_num_threads(old)
 
 
-def _one_blas_thread() -> None:
+def _one_blas_thread() -> bool:
     """One OpenBLAS thread for the calling thread (``openblas_set_num_threads_local``, OpenBLAS >= 0.3.27,
-    scipy's bundled library): each worker is one core. Without it (other platforms or builds) the
-    results are the same, only the cores may be oversubscribed."""
-    if getattr(_LOCAL, "blas_set", False):
-        return
-    _LOCAL.blas_set = True
+    scipy's bundled library): each worker is one core. True if that could be set; otherwise
+    (other platforms or builds) :func:`_factor` uses ``torch.linalg.cholesky``, since OpenBLAS's own
+    threads beside the workers' on loaded cores ran 10-100x slower here (0.2-5 GFlop/s, measured)."""
+    done = getattr(_LOCAL, "one_blas_thread", None)
+    if done is not None:
+        return done
     import scipy.linalg.lapack  # noqa: F401  (loads scipy's OpenBLAS)
 
-    try:
-        maps = open("/proc/self/maps").read().split()
-    except OSError:
-        return
-    for path in sorted({w for w in maps if "openblas" in w and ".so" in w}):
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(path).openblas_set_num_threads_local(1)
+    done = False
+    with contextlib.suppress(OSError):
+        for path in sorted({w for w in open("/proc/self/maps").read().split() if "openblas" in w and ".so" in w}):
+            with contextlib.suppress(OSError, AttributeError):
+                ctypes.CDLL(path).openblas_set_num_threads_local(1)
+                done = done or "scipy" in path
+    _LOCAL.one_blas_thread = done
+    return done
 
 
 _LOCAL = threading.local()
@@ -150,21 +152,28 @@ def _between(out: torch.Tensor, ea: torch.Tensor, eb: torch.Tensor, table, field
         table.between_embedded(ea[r0:r1], eb, out=out[f * r0:f * r1])
 
 
-def _factor(c: torch.Tensor, refill, scale: float) -> None:
+def _factor(c: torch.Tensor, refill, scale: float, lapack: bool = True) -> None:
     """Cholesky factorisation in place: ``c`` (n, n, C order) holds the upper triangle of a symmetric
     positive-definite :math:`A`; on return it holds :math:`U = L^{\\mathsf T}`, :math:`A = U^{\\mathsf T} U`,
     with zeros below the diagonal. LAPACK ``dpotrf`` (scipy's OpenBLAS, uplo 'L' on the Fortran view,
     which is ``c``'s upper triangle): 1.3-1.4x the speed of ``torch.linalg.cholesky`` (MKL) at
-    n = 600-1200 on this machine's AMD cores, measured. A matrix that is not numerically positive
-    definite is rebuilt (``refill()``) with a ridge growing tenfold from 1e-7 up to 1e-3 of ``scale``."""
+    n = 600-1200 on this machine's AMD cores, measured; ``lapack=False``: torch's (with a copy).
+    A matrix that is not numerically positive definite is rebuilt (``refill()``) with a ridge
+    growing tenfold from 1e-7 up to 1e-3 of ``scale``."""
     from scipy.linalg.lapack import dpotrf
 
     ridge = RIDGE_REL * scale
     while True:
-        f = c.numpy().T  # Fortran view: its lower triangle is c's upper one
-        factor, info = dpotrf(f, lower=1, clean=1, overwrite_a=1)
-        if not np.shares_memory(factor, f):  # f2py copied (never for a contiguous float64 view)
-            f[...] = factor
+        if lapack:
+            f = c.numpy().T  # Fortran view: its lower triangle is c's upper one
+            factor, info = dpotrf(f, lower=1, clean=1, overwrite_a=1)
+            if not np.shares_memory(factor, f):  # f2py copied (never for a contiguous float64 view)
+                f[...] = factor
+        else:
+            low, info = torch.linalg.cholesky_ex(c.T)  # reads the lower triangle of c.T: c's upper
+            info = int(info)
+            if info == 0:
+                c.copy_(low.T)
         if info == 0:
             return
         if info < 0:
@@ -212,10 +221,10 @@ class _Problem:
 
     def solve(self, batch: list[int]):
         """(mean (fields, n_h), draws (R, fields, n_h) or None) of each group of ``batch``."""
-        _one_blas_thread()
-        return [self._solve_group(int(k)) for k in batch]
+        lapack = _one_blas_thread()
+        return [self._solve_group(int(k), lapack) for k in batch]
 
-    def _solve_group(self, k: int):
+    def _solve_group(self, k: int, lapack: bool = True):
         """One group at its exact size (no padding).
 
         Wiener (no draws): :math:`U^{\\mathsf T} U = C_{oo} + N_o`, mean :math:`C_{ho} U^{-1} U^{-\\mathsf T} d_o`.
@@ -251,7 +260,7 @@ class _Problem:
                 c.diagonal().add_(self._diag(ctx))
 
             refill()
-            _factor(c, refill, self.table.xi0_uk2)
+            _factor(c, refill, self.table.xi0_uk2, lapack)
             lf = c.numpy().T  # Fortran lower triangle: L
             x = dtrsv(lf, dtrsv(lf, d, lower=1), lower=1, trans=1)  # (C_oo + N_o)^-1 d
             c_ho = torch.empty(h, o, dtype=torch.float64)
@@ -266,7 +275,7 @@ class _Problem:
             c.diagonal().add_(diag)
 
         refill()
-        _factor(c, refill, self.table.xi0_uk2)
+        _factor(c, refill, self.table.xi0_uk2, lapack)
         # L_11^-1 d: the first o entries of L^-1 (d, 0) (the whole factor is contiguous, its block is not)
         y = dtrsv(c.numpy().T, np.concatenate([d, np.zeros(h)]), lower=1)[:o]
         mean = c[:o, o:].T @ torch.from_numpy(y)  # L_21 y, L_21 = U_12^T
