@@ -335,7 +335,7 @@ REACH_CHUNK_PIXELS = 1 << 20
 
 
 def _group_reach(groups: HoleGroups) -> float:
-    """Largest chord :math:`\max_g \max_{p \in g} \lVert \hat n_p - \hat c_g \rVert` from a
+    r"""Largest chord :math:`\max_g \max_{p \in g} \lVert \hat n_p - \hat c_g \rVert` from a
     group's pixels (holes then context) to their normalised centroid :math:`\hat c_g`; twice it
     bounds every separation inside a group (the ξ table's range).
 
