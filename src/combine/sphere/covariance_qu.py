@@ -13,7 +13,7 @@ direction of the great circle to the other pixel,
 Nothing is recomputed: :math:`A` and :math:`B` are the cubic-interpolation coefficients that a
 :class:`~combine.sphere.covariance_tqu.TQUCorrelationTable` already holds (columns 4-11 of its
 coefficient array, one gather of 8 instead of 16 per pixel pair), the frames those of its
-``between`` (:func:`~combine.sphere.covariance_tqu._frames`, :func:`~combine.sphere.covariance_tqu._cos_sin_2alpha`).
+``between`` (:func:`~combine.sphere.covariance_tqu.write_qu_blocks`).
 The matrix is **pixel-major**: pixel *p* owns rows :math:`2p, 2p+1` (Q, U), as the batched solver
 of :mod:`combine.sphere.wiener` expects for ``fields = 2``.
 
@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 
 from . import covariance as _cov
-from .covariance_tqu import TQUCorrelationTable, _cos_sin_2alpha, _frames, tqu_table
+from .covariance_tqu import TQUCorrelationTable, tqu_table, write_qu_blocks
 
 
 class QUCorrelationTable:
@@ -57,21 +57,16 @@ class QUCorrelationTable:
 
     def _interp(self, x: torch.Tensor) -> torch.Tensor:
         """:math:`A, B` at grid coordinates ``x`` = d²/step (already clamped; overwritten): shape (..., 2)."""
-        i = x.to(torch.int32).clamp_(max=self._coeffs.shape[0] - 1)
+        i = x.to(torch.int32)  # <= points - 1: the T, Q, U table's end row covers it
         t = x.sub_(i).unsqueeze(-1)
         c = torch.index_select(self._coeffs, 0, i.view(-1)).view(*i.shape, 2, 4)
         r = torch.addcmul(c[..., 2], c[..., 3], t)
         r = torch.addcmul(c[..., 1], r, t)
         return torch.addcmul(c[..., 0], r, t)
 
-    def embed(self, v: torch.Tensor, centre=None) -> torch.Tensor:
-        """The pixels as :meth:`between_embedded` takes them: the unit vectors themselves (the interface
-        of :meth:`combine.sphere.covariance.CorrelationTable.embed`)."""
-        return v
-
-    def between_embedded(self, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-        """:meth:`between` of pixels given by :meth:`embed`."""
-        return self.between(a, b, out)
+    # the interface of CorrelationTable.embed / between_embedded (unit vectors as they are)
+    embed = TQUCorrelationTable.embed
+    between_embedded = TQUCorrelationTable.between_embedded
 
     def between(self, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         """(2n, 2m) pixel-major Q, U covariance (no noise) of unit vectors ``a`` (n, 3) and ``b`` (m, 3),
@@ -82,17 +77,7 @@ class QUCorrelationTable:
             out = torch.empty(2 * n, 2 * m, dtype=torch.float64)
         x = _cov.scaled_chords(a, b, 1.0 / self.step, torch.empty(n, m, dtype=torch.float64))
         f = self._interp(x.clamp_(0.0, self.points - 1))
-        fa, fb = f[..., 0], f[..., 1]
-        et_a, ep_a = _frames(a)
-        et_b, ep_b = _frames(b)
-        ci, si = _cos_sin_2alpha(et_a @ b.T, ep_a @ b.T)  # at a_i, towards b_j
-        cj, sj = _cos_sin_2alpha(a @ et_b.T, a @ ep_b.T)  # at b_j, towards a_i
-        o = out.view(n, 2, m, 2)
-        cc, ss, cs, sc = ci * cj, si * sj, ci * sj, si * cj
-        o[:, 0, :, 0] = cc * fa + ss * fb
-        o[:, 0, :, 1] = cs * fa - sc * fb
-        o[:, 1, :, 0] = sc * fa - cs * fb
-        o[:, 1, :, 1] = ss * fa + cc * fb
+        write_qu_blocks(out.view(n, 2, m, 2), a, b, f[..., 0], f[..., 1])
         return out
 
 

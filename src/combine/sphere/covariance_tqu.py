@@ -79,6 +79,22 @@ def _cos_sin_2alpha(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, tor
     return c, s
 
 
+def write_qu_blocks(o: torch.Tensor, a: torch.Tensor, b: torch.Tensor, fa: torch.Tensor, fb: torch.Tensor):
+    """Write the Q, U blocks of the pixel pairs (``a`` (n, 3), ``b`` (m, 3) unit vectors) into ``o``
+    (n, 2, m, 2: [Q or U of a_i, Q or U of b_j]) from :math:`A`, :math:`B` (n, m), the equations of
+    the module docstring; returns :math:`c_i, s_i, c_j, s_j` (n, m) for the T–Q/U blocks."""
+    et_a, ep_a = _frames(a)
+    et_b, ep_b = _frames(b)
+    ci, si = _cos_sin_2alpha(et_a @ b.T, ep_a @ b.T)  # at a_i, towards b_j
+    cj, sj = _cos_sin_2alpha(a @ et_b.T, a @ ep_b.T)  # at b_j, towards a_i
+    cc, ss, cs, sc = ci * cj, si * sj, ci * sj, si * cj
+    o[:, 0, :, 0] = cc * fa + ss * fb
+    o[:, 0, :, 1] = cs * fa - sc * fb
+    o[:, 1, :, 0] = sc * fa - cs * fb
+    o[:, 1, :, 1] = ss * fa + cc * fb
+    return ci, si, cj, sj
+
+
 class TQUCorrelationTable:
     """:math:`\\xi^{TT}, A, B, \\xi_\\times` of ``sky`` tabulated in :math:`d^2` (module docstring).
 
@@ -179,21 +195,13 @@ class TQUCorrelationTable:
         x = _cov.scaled_chords(a, b, 1.0 / self.step, torch.empty(n, m, dtype=torch.float64))
         f = self._interp(x.clamp_(0.0, self.points - 1))  # d²/step, centred (no 2 - 2 a·b cancellation)
         tt, fa, fb, fx = f[..., 0], f[..., 1], f[..., 2], f[..., 3]
-        et_a, ep_a = _frames(a)
-        et_b, ep_b = _frames(b)
-        ci, si = _cos_sin_2alpha(et_a @ b.T, ep_a @ b.T)  # at a_i, towards b_j
-        cj, sj = _cos_sin_2alpha(a @ et_b.T, a @ ep_b.T)  # at b_j, towards a_i
         o = out.view(n, 3, m, 3)
+        ci, si, cj, sj = write_qu_blocks(o[:, 1:, :, 1:], a, b, fa, fb)
         o[:, 0, :, 0] = tt
         torch.mul(cj, fx, out=o[:, 0, :, 1])
         torch.mul(sj, fx, out=o[:, 0, :, 2])
         torch.mul(ci, fx, out=o[:, 1, :, 0])
         torch.mul(si, fx, out=o[:, 2, :, 0])
-        cc, ss, cs, sc = ci * cj, si * sj, ci * sj, si * cj
-        o[:, 1, :, 1] = cc * fa + ss * fb
-        o[:, 1, :, 2] = cs * fa - sc * fb
-        o[:, 2, :, 1] = sc * fa - cs * fb
-        o[:, 2, :, 2] = ss * fa + cc * fb
         return out
 
 
