@@ -125,7 +125,7 @@ def bench_leakage(args):
     import healpy as hp
 
     from combine.baselines.sphere_wiener_pol import sphere_tqu_fill
-    from combine.metrics_pol import fullsky_spectra_tqu
+    from combine.metrics_pol import bias_over_cosmic_variance, fullsky_spectra_tqu
     from combine.sky import Sky
     from combine.sky.polarisation import pure_e_sky, simulate_healpix_tqu
 
@@ -155,16 +155,7 @@ def bench_leakage(args):
                "bb_zero_over_wiener": band["zero"]["bb"] / band["wiener"]["bb"],
                "bb_zero_over_truth": band["zero"]["bb"] / band["truth"]["bb"]}
         # GCR bias in bands of 50: (gcr - truth) relative to the cosmic variance of the truth
-        ell = np.arange(s["truth"]["ee"].size)
-        bias = {}
-        for x in ("ee", "bb"):
-            zs = []
-            for b0 in range(lo, hi, 50):
-                sl = slice(b0, b0 + 50)
-                n_modes = np.sum(2 * ell[sl] + 1)
-                cv = s["truth"][x][sl].mean() * np.sqrt(2 / n_modes)
-                zs.append(float((s["gcr"][x][sl].mean() - s["truth"][x][sl].mean()) / cv))
-            bias[x] = zs
+        bias = {x: bias_over_cosmic_variance(s["gcr"][x], s["truth"][x], lo, hi, 50) for x in ("ee", "bb")}
         rec["gcr_minus_truth_over_cosmic_variance"] = bias
         out["skies"][label] = rec
         spectra_for_plot[label] = {k: v["bb"] for k, v in s.items()}

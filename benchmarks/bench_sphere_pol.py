@@ -236,7 +236,7 @@ def step_leakage(args, workdir, record):
     import healpy as hp
 
     from combine.baselines.sphere_wiener_pol import sphere_tqu_fill
-    from combine.metrics_pol import fullsky_spectra_tqu
+    from combine.metrics_pol import bias_over_cosmic_variance, fullsky_spectra_tqu
     from combine.sky.polarisation import pure_e_sky
     from combine.sphere import hole_groups
 
@@ -252,16 +252,9 @@ def step_leakage(args, workdir, record):
          "wiener": fullsky_spectra_tqu(wf), "gcr": fullsky_spectra_tqu(gcr)}
     lo, hi = 50, 1000
     band = {k: {x: float(v[x][lo:hi + 1].mean()) for x in ("ee", "bb")} for k, v in s.items()}
-    ell = np.arange(s["truth"]["ee"].size)
-    bias = {}
-    for x in ("ee", "bb"):
-        zs = []
-        for b0 in range(lo, hi, 50):
-            sl = slice(b0, b0 + 50)
-            ref = s["truth"][x][sl].mean() if x == "ee" else s["truth"]["ee"][sl].mean()  # BB: no B in the truth
-            cv = ref * np.sqrt(2 / np.sum(2 * ell[sl] + 1))
-            zs.append(float((s["gcr"][x][sl].mean() - s["truth"][x][sl].mean()) / cv))
-        bias[x] = zs
+    bias = {x: bias_over_cosmic_variance(s["gcr"][x], s["truth"][x], lo, hi, 50,
+                                         reference=s["truth"]["ee"])  # BB: no B in the truth
+            for x in ("ee", "bb")}
     out = {"nside": nside, "n_holes": n_holes, "margin_px": margin_px, "fsky": float(mask.mean()),
            "pixel_arcmin": hp.nside2resol(nside, arcmin=True), "band": [lo, hi], "band_means_uk2": band,
            "bb_zero_over_wiener": band["zero"]["bb"] / band["wiener"]["bb"],

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from combine.errors import InputError
-from combine.metrics_pol import band_mean, flat_spectra_tqu, fullsky_spectra_tqu
+from combine.metrics_pol import band_mean, bias_over_cosmic_variance, flat_spectra_tqu, fullsky_spectra_tqu
 from combine.sky.polarisation import eb_to_qu_flat
 
 ARCMIN_RAD = np.pi / (180 * 60)
@@ -65,3 +65,16 @@ def test_metrics_reject_bad_input():
         fullsky_spectra_tqu(np.zeros((3, 12 * 16)), np.full(12 * 16, 0.5))
     with pytest.raises(InputError, match="no valid"):
         fullsky_spectra_tqu(np.zeros((3, 12 * 16)), np.zeros(12 * 16))
+
+
+def test_bias_over_cosmic_variance_is_the_band_offset_in_units_of_its_error():
+    """A spectrum 1 % above a flat truth: in the band [100, 150) the cosmic-variance error is
+    C sqrt(2 / sum(2l+1)) with sum(2l+1) = 150² - 100² = 12500, so the bias is 0.01 / sqrt(2/12500)."""
+    truth = np.full(400, 2.0)
+    z = bias_over_cosmic_variance(1.01 * truth, truth, 100, 200, 50)
+    assert len(z) == 2
+    np.testing.assert_allclose(z[0], 0.01 / np.sqrt(2 / 12500), rtol=1e-12)
+    np.testing.assert_allclose(z[1], 0.01 / np.sqrt(2 / (200**2 - 150**2)), rtol=1e-12)
+    # a reference spectrum twice the truth halves it (the BB of a pure-E sky measured against its EE)
+    np.testing.assert_allclose(bias_over_cosmic_variance(1.01 * truth, truth, 100, 150, 50, reference=2 * truth)[0],
+                               z[0] / 2, rtol=1e-12)

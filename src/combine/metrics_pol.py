@@ -141,4 +141,21 @@ def band_mean(spectrum, ell_min: int, ell_max: int) -> float:
     return float(s[ell_min:ell_max + 1].mean())
 
 
-__all__ = ["flat_spectra_tqu", "flat_teb_fourier", "fullsky_spectra_tqu", "band_mean", "PAIRS"]
+def bias_over_cosmic_variance(estimate, truth, ell_min: int, ell_max: int, width: int = 50, reference=None) -> list:
+    r"""(mean of ``estimate`` − mean of ``truth``) / (cosmic-variance error of the band) in bands of
+    ``width`` from ``ell_min`` up to ``ell_max``: the error of a band of C_ℓ is
+    :math:`\bar C \sqrt{2 / \sum_\ell (2\ell + 1)}`, with :math:`\bar C` the band mean of
+    ``reference`` (default ``truth``; e.g. the truth's EE for the BB of a pure-E sky, whose BB is 0)."""
+    truth = np.asarray(truth)
+    reference = truth if reference is None else np.asarray(reference)
+    ell = np.arange(truth.size)
+    out = []
+    for b0 in range(int(ell_min), int(ell_max), int(width)):
+        sl = slice(b0, b0 + int(width))
+        cv = reference[sl].mean() * np.sqrt(2.0 / np.sum(2 * ell[sl] + 1))
+        out.append(float((np.asarray(estimate)[sl].mean() - truth[sl].mean()) / cv))
+    return out
+
+
+__all__ = ["flat_spectra_tqu", "flat_teb_fourier", "fullsky_spectra_tqu", "band_mean", "bias_over_cosmic_variance",
+           "PAIRS"]

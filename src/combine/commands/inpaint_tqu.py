@@ -236,7 +236,7 @@ def run_tqu_healpix(args, kinds, seed, *, sky_of, sky_cards, patch_method, outpu
     cards = sky_cards(sky, args, seed) if (model is None or prefill) else [("COMBMETH", f"model {args.model}", "")]
     cards = cards + [("COMBFLDS", "TQU", "T, Q, U filled (POLCCONV of the file)")]
     if model is None and args.method in SPHERE_TQU_METHODS:
-        cards.append(("COMBTQUS", args.tqu_solve, "T, Q, U solve: joint, or split (T | Q, U; no TE)"))
+        cards.append(("COMBTQUS", args.tqu_solve, "T,Q,U solve: joint, or split (no TE)"))
         if args.tqu_solve == "split":
             cards.append(("COMBMGQU", float(qu_margin_px(args)), "Q/U context margin (map pixels) of the split"))
     history = f"combine inpaint: {n_masked} masked T, Q, U pixels filled ({args.method or 'model ' + str(args.model)})"

@@ -10,7 +10,8 @@ each exactly (its own hole groups, contexts and batched Cholesky solve):
     \\mu^P_h = C^{PP}_{ho}(C^{PP}_{oo} + N^P_o)^{-1} P_o \\quad (\\text{margin } m_P),\\quad P = (Q, U),
 
 with :math:`C^{PP}` the spin-2 Q/U covariance of :mod:`combine.sphere.covariance_qu` and
-:math:`m_P` (``margin_qu_px``) smaller than :math:`m_T` (:data:`DEFAULT_MARGIN_QU_PX`, measured).
+:math:`m_P` (``margin_qu_px``) its own margin (:data:`DEFAULT_MARGIN_QU_PX`, measured: Q/U need
+a context as wide as T's, so it is not smaller than :math:`m_T`).
 A constrained realisation draws T from its T-only conditional covariance and (Q, U) from theirs,
 
 .. math::

@@ -117,19 +117,30 @@ def _one_blas_thread() -> bool:
     done = getattr(_LOCAL, "one_blas_thread", None)
     if done is not None:
         return done
-    import scipy.linalg.lapack  # noqa: F401  (loads scipy's OpenBLAS)
-
     done = False
-    with contextlib.suppress(OSError):
-        for path in sorted({w for w in open("/proc/self/maps").read().split() if "openblas" in w and ".so" in w}):
-            with contextlib.suppress(OSError, AttributeError):
-                ctypes.CDLL(path).openblas_set_num_threads_local(1)
-                done = done or "scipy" in path
+    for path, lib in _openblas_libraries():
+        with contextlib.suppress(AttributeError):
+            lib.openblas_set_num_threads_local(1)
+            done = done or "scipy" in path
     _LOCAL.one_blas_thread = done
     return done
 
 
 _LOCAL = threading.local()
+
+
+@functools.lru_cache(maxsize=1)
+def _openblas_libraries() -> tuple:
+    """(path, :class:`ctypes.CDLL`) of every OpenBLAS the process has loaded (numpy's and scipy's
+    bundled ones), after loading scipy's; empty where ``/proc/self/maps`` does not exist."""
+    import scipy.linalg.lapack  # noqa: F401  (loads scipy's OpenBLAS)
+
+    libs = []
+    with contextlib.suppress(OSError):
+        for path in sorted({w for w in open("/proc/self/maps").read().split() if "openblas" in w and ".so" in w}):
+            with contextlib.suppress(OSError):
+                libs.append((path, ctypes.CDLL(path)))
+    return tuple(libs)
 
 
 @functools.lru_cache(maxsize=1)
@@ -139,19 +150,13 @@ def _dpotrf_without_gil():
     the whole factorisation, so the two worker threads took turns (measured: two threads, 1200²,
     no faster than one); a :class:`ctypes.CDLL` call releases the GIL (measured: 2.0x with two).
     Fortran ABI: ``dpotrf_(uplo, n, a, lda, info, uplo_len)``."""
-    import scipy.linalg.lapack  # noqa: F401  (loads scipy's OpenBLAS)
-
-    with contextlib.suppress(OSError):
-        for path in sorted({w for w in open("/proc/self/maps").read().split() if "openblas" in w and ".so" in w}):
-            if "scipy" not in path:
-                continue
-            with contextlib.suppress(OSError, AttributeError):
-                lib = ctypes.CDLL(path)
-                for name in ("scipy_dpotrf_", "dpotrf_"):
-                    fn = getattr(lib, name, None)
-                    if fn is not None:
-                        fn.restype = None
-                        return fn
+    for path, lib in _openblas_libraries():
+        if "scipy" in path:
+            for name in ("scipy_dpotrf_", "dpotrf_"):
+                fn = getattr(lib, name, None)
+                if fn is not None:
+                    fn.restype = None
+                    return fn
     return None
 
 
